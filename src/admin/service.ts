@@ -1,0 +1,194 @@
+import { generateKey } from '../auth/keys.js';
+import { parseUsd } from '../billing/money.js';
+import { badRequest, GatewayError } from '../errors.js';
+import type { Account, ApiKey, KeyPatch, Limits, Store, UsagePage } from '../store/types.js';
+
+// The operations of the admin API, with their input checks, shared by the HTTP routes and the
+// CLI so that both accept and refuse exactly the same things. Inputs are untrusted JSON.
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+function body(input: unknown): Obj {
+  if (input === undefined || input === null) return {};
+  if (!isObj(input)) throw badRequest('The request body must be a JSON object');
+  return input;
+}
+
+function onlyKeys(o: Obj, allowed: readonly string[]): void {
+  for (const k of Object.keys(o)) if (!allowed.includes(k)) throw badRequest(`Unknown parameter: '${k}'`, k);
+}
+
+export function parseAmount(v: unknown, param: string, allowZero = false): bigint {
+  if (typeof v !== 'string' && typeof v !== 'number') throw badRequest(`Invalid '${param}': expected a USD amount as a decimal string`, param);
+  const units = parseUsd(v);
+  if (units === null || (!allowZero && units === 0n)) {
+    throw badRequest(`Invalid '${param}': expected a ${allowZero ? 'non-negative' : 'positive'} USD amount with at most 9 decimal places`, param);
+  }
+  return units;
+}
+
+export function parseLimits(v: unknown, param = 'limits'): Limits | null {
+  if (v === null) return null;
+  if (!isObj(v)) throw badRequest(`Invalid '${param}': expected an object`, param);
+  onlyKeys(v, ['rpm', 'tpm', 'concurrency', 'daily_spend']);
+  const out: Limits = {};
+  for (const name of ['rpm', 'tpm', 'concurrency'] as const) {
+    const n = v[name];
+    if (n === undefined || n === null) continue;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1e12) {
+      throw badRequest(`Invalid '${param}.${name}': expected a positive integer`, `${param}.${name}`);
+    }
+    out[name] = n;
+  }
+  if (v['daily_spend'] !== undefined && v['daily_spend'] !== null) out.daily_spend = parseAmount(v['daily_spend'], `${param}.daily_spend`, true);
+  return out;
+}
+
+function parseModels(v: unknown): string[] | null {
+  if (v === null) return null;
+  if (!Array.isArray(v) || !v.every((m) => typeof m === 'string' && m !== '' && m.length <= 256) || v.length > 1000) {
+    throw badRequest("Invalid 'models': expected a list of model ids or globs", 'models');
+  }
+  return v as string[];
+}
+
+function parseExpiry(v: unknown): number | null {
+  if (v === null) return null;
+  if (typeof v === 'number' && Number.isFinite(v) && v > 0) return Math.round(v * 1000);
+  if (typeof v === 'string' && /^\d{4}-\d{2}-\d{2}/.test(v)) {
+    const ms = Date.parse(v);
+    if (!Number.isNaN(ms)) return ms;
+  }
+  throw badRequest("Invalid 'expires_at': expected an ISO 8601 time or Unix seconds", 'expires_at');
+}
+
+function parseName(v: unknown, required: boolean): string | null {
+  if (v === undefined || v === null) {
+    if (required) throw badRequest("Missing required parameter: 'name'", 'name');
+    return null;
+  }
+  if (typeof v !== 'string' || v.length === 0 || v.length > 200) throw badRequest("Invalid 'name': expected a string of 1 to 200 characters", 'name');
+  return v;
+}
+
+export async function createAccount(store: Store, input: unknown): Promise<Account> {
+  const b = body(input);
+  onlyKeys(b, ['name', 'credit', 'limits']);
+  const name = parseName(b['name'], true)!;
+  const credit = b['credit'] === undefined || b['credit'] === null ? 0n : parseAmount(b['credit'], 'credit', true);
+  const limits = b['limits'] === undefined ? null : parseLimits(b['limits']);
+  return store.createAccount({ name, credit, limits });
+}
+
+export async function getAccount(store: Store, id: string): Promise<Account> {
+  const a = await store.getAccount(id);
+  if (a === null) throw new GatewayError('not_found', { message: `No account with id "${id.slice(0, 100)}"` });
+  return a;
+}
+
+export async function creditAccount(store: Store, id: string, input: unknown, idempotencyKey: string | undefined): Promise<Account> {
+  const b = body(input);
+  onlyKeys(b, ['amount', 'note']);
+  if (b['amount'] === undefined) throw badRequest("Missing required parameter: 'amount'", 'amount');
+  const amount = parseAmount(b['amount'], 'amount');
+  const note = b['note'] === undefined || b['note'] === null ? null : String(b['note']).slice(0, 500);
+  if (idempotencyKey !== undefined && (idempotencyKey === '' || idempotencyKey.length > 200)) {
+    throw badRequest('Invalid Idempotency-Key header: expected 1 to 200 characters', 'Idempotency-Key');
+  }
+  const r = await store.credit({ accountId: id, amount, note, idempotencyKey: idempotencyKey ?? null });
+  switch (r.kind) {
+    case 'no_account':
+      throw new GatewayError('not_found', { message: `No account with id "${id.slice(0, 100)}"` });
+    case 'conflict':
+      throw badRequest('This Idempotency-Key was already used with a different amount', 'Idempotency-Key');
+    default:
+      return r.account;
+  }
+}
+
+export async function createKey(store: Store, input: unknown): Promise<{ key: ApiKey; secret: string }> {
+  const b = body(input);
+  onlyKeys(b, ['account_id', 'name', 'models', 'limits', 'expires_at']);
+  const accountId = b['account_id'];
+  if (typeof accountId !== 'string' || accountId === '') throw badRequest("Missing required parameter: 'account_id'", 'account_id');
+  if ((await store.getAccount(accountId)) === null) throw new GatewayError('not_found', { message: `No account with id "${accountId.slice(0, 100)}"`, param: 'account_id' });
+  const { key: secret, prefix, hash } = generateKey();
+  const key = await store.createKey({
+    accountId,
+    name: parseName(b['name'], false),
+    prefix,
+    hash,
+    models: b['models'] === undefined ? null : parseModels(b['models']),
+    limits: b['limits'] === undefined ? null : parseLimits(b['limits']),
+    expiresAt: b['expires_at'] === undefined ? null : parseExpiry(b['expires_at']),
+  });
+  return { key, secret };
+}
+
+export async function updateKey(store: Store, id: string, input: unknown): Promise<ApiKey> {
+  const b = body(input);
+  onlyKeys(b, ['frozen', 'models', 'limits', 'expires_at', 'name']);
+  const patch: KeyPatch = {};
+  if (b['frozen'] !== undefined) {
+    if (typeof b['frozen'] !== 'boolean') throw badRequest("Invalid 'frozen': expected a boolean", 'frozen');
+    patch.frozen = b['frozen'];
+  }
+  if (b['models'] !== undefined) patch.models = parseModels(b['models']);
+  if (b['limits'] !== undefined) patch.limits = parseLimits(b['limits']);
+  if (b['expires_at'] !== undefined) patch.expiresAt = parseExpiry(b['expires_at']);
+  if (b['name'] !== undefined) patch.name = parseName(b['name'], false);
+  const key = await store.updateKey(id, patch);
+  if (key === null) throw new GatewayError('not_found', { message: `No key with id "${id.slice(0, 100)}"` });
+  return key;
+}
+
+export async function revokeKey(store: Store, id: string): Promise<void> {
+  if (!(await store.revokeKey(id))) throw new GatewayError('not_found', { message: `No key with id "${id.slice(0, 100)}"` });
+}
+
+export async function listKeys(store: Store, accountId: string | undefined): Promise<ApiKey[]> {
+  return store.listKeys(accountId === '' ? undefined : accountId);
+}
+
+export async function listUsage(store: Store, q: Record<string, string | undefined>): Promise<UsagePage> {
+  const time = (name: 'from' | 'to'): number | undefined => {
+    const v = q[name];
+    if (v === undefined || v === '') return undefined;
+    const ms = /^\d+$/.test(v) ? Number(v) * 1000 : Date.parse(v);
+    if (Number.isNaN(ms)) throw badRequest(`Invalid '${name}': expected an ISO 8601 time or Unix seconds`, name);
+    return ms;
+  };
+  let limit = 100;
+  if (q['limit'] !== undefined && q['limit'] !== '') {
+    limit = Number(q['limit']);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw badRequest("Invalid 'limit': expected an integer from 1 to 10000", 'limit');
+  }
+  const cursor = q['cursor'];
+  if (cursor !== undefined && cursor !== '' && !/^[A-Za-z0-9_-]{1,40}$/.test(cursor)) throw badRequest("Invalid 'cursor'", 'cursor');
+  return store.listUsage({
+    ...(q['account_id'] ? { accountId: q['account_id'] } : {}),
+    ...(q['key_id'] ? { keyId: q['key_id'] } : {}),
+    ...(time('from') !== undefined ? { from: time('from')! } : {}),
+    ...(time('to') !== undefined ? { to: time('to')! } : {}),
+    ...(cursor ? { cursor } : {}),
+    limit,
+  });
+}
+
+export async function getKey(store: Store, id: string): Promise<ApiKey> {
+  const k = await store.getKey(id);
+  if (k === null || k.revokedAt !== null) throw new GatewayError('not_found', { message: `No key with id "${id.slice(0, 100)}"` });
+  return k;
+}
+
+/** Admin bodies arrive as text (see server/app.ts); empty means no fields. */
+export function parseAdminBody(raw: unknown): unknown {
+  if (raw === undefined || raw === null || raw === '') return undefined;
+  if (typeof raw !== 'string') return raw;
+  try {
+    return JSON.parse(raw) as unknown;
+  } catch {
+    throw badRequest('The request body is not valid JSON');
+  }
+}

@@ -1,0 +1,27 @@
+import { GatewayError } from '../errors.js';
+import type { Store } from '../store/types.js';
+import { bearerToken, generateKey, hashKey, matchesHash } from './keys.js';
+
+const SETTING = 'admin_key_hash';
+
+/**
+ * The admin key: TOKEN360_ADMIN_KEY (or `admin_key` in the config) when set; otherwise one is
+ * generated on first start, printed once, and only its hash kept.
+ */
+export async function resolveAdminKey(store: Store, configured: string | undefined): Promise<{ hash: string; generated: string | null }> {
+  if (configured !== undefined && configured !== '') return { hash: hashKey(configured), generated: null };
+  const stored = await store.getSetting(SETTING);
+  if (stored !== null) return { hash: stored, generated: null };
+  const { key, hash } = generateKey();
+  const adminKey = `sk-admin-${key.slice(3)}`;
+  await store.setSetting(SETTING, hashKey(adminKey));
+  return { hash: hashKey(adminKey), generated: adminKey };
+}
+
+/** 401 unless the bearer token is the admin key; compared in constant time. */
+export function authenticateAdmin(adminHash: string, authorization: string | undefined): void {
+  const token = bearerToken(authorization);
+  if (token === null || !matchesHash(token, adminHash)) {
+    throw new GatewayError('invalid_api_key', { message: 'Invalid admin key' });
+  }
+}

@@ -1,0 +1,49 @@
+import { GatewayError } from '../errors.js';
+import type { ApiKey, Store } from '../store/types.js';
+import { bearerToken, hashKey } from './keys.js';
+
+/** Unknown keys are cached too (so a flood of bad keys costs no database reads), up to this many entries. */
+const MAX_ENTRIES = 100_000;
+
+/**
+ * Key lookups cached in memory. The cache is dropped whenever the store's revision moves — an
+ * admin change through this process or any write by another (the CLI) — so a freeze, revoke or
+ * model change applies from the next request on.
+ */
+export class KeyCache {
+  private readonly entries = new Map<string, ApiKey | null>();
+  private revision = -1;
+
+  constructor(private readonly store: Store) {}
+
+  async lookup(hash: string): Promise<ApiKey | null> {
+    const rev = this.store.revision();
+    if (rev !== this.revision) {
+      this.entries.clear();
+      this.revision = rev;
+    }
+    const hit = this.entries.get(hash);
+    if (hit !== undefined) return hit;
+    const key = await this.store.getKeyByHash(hash);
+    if (this.entries.size >= MAX_ENTRIES) this.entries.clear();
+    // A change made while the read was in flight must not be hidden by a stale entry.
+    if (this.store.revision() === rev) this.entries.set(hash, key);
+    return key;
+  }
+}
+
+/** Step 1 of the request path: who is calling. 401 for a missing, malformed, unknown, revoked or expired key. */
+export async function authenticate(cache: KeyCache, authorization: string | undefined, now = Date.now()): Promise<ApiKey> {
+  const token = bearerToken(authorization);
+  if (token === null) {
+    throw new GatewayError('invalid_api_key', {
+      message: 'Missing API key. Send it as "Authorization: Bearer <key>"',
+    });
+  }
+  const key = await cache.lookup(hashKey(token));
+  if (key === null || key.revokedAt !== null) throw new GatewayError('invalid_api_key');
+  if (key.expiresAt !== null && key.expiresAt <= now) {
+    throw new GatewayError('invalid_api_key', { message: 'This API key has expired' });
+  }
+  return key;
+}

@@ -1,0 +1,69 @@
+import { countTokens } from 'gpt-tokenizer';
+
+// Prompt token estimates for holds and for the demo provider's usage. OpenAI's own accounting:
+// each message costs its content plus about four tokens of framing, and the reply is primed with
+// three. Images are counted at the cost of a large high-detail image, so a hold never falls short
+// of one. The tokenizer is o200k_base; other providers' tokenizers differ by a few percent, which
+// the hold's margin (billing/hold.ts) absorbs.
+
+const PER_MESSAGE = 4;
+const REPLY_PRIMER = 3;
+const IMAGE_TOKENS = 1105;
+
+export function countText(text: string): number {
+  return text.length === 0 ? 0 : countTokens(text);
+}
+
+export function estimatePromptTokens(body: Record<string, unknown>): number {
+  let total = REPLY_PRIMER;
+  const messages = body['messages'];
+  if (Array.isArray(messages)) {
+    for (const m of messages as unknown[]) {
+      total += PER_MESSAGE;
+      if (m === null || typeof m !== 'object') continue;
+      const msg = m as Record<string, unknown>;
+      total += contentTokens(msg['content']);
+      if (typeof msg['name'] === 'string') total += countText(msg['name']);
+      if (msg['tool_calls'] !== undefined) total += countText(JSON.stringify(msg['tool_calls']));
+    }
+  }
+  if (body['tools'] !== undefined) total += countText(JSON.stringify(body['tools']));
+  if (body['functions'] !== undefined) total += countText(JSON.stringify(body['functions']));
+  const rf = body['response_format'];
+  if (rf !== null && typeof rf === 'object' && (rf as Record<string, unknown>)['json_schema'] !== undefined) {
+    total += countText(JSON.stringify((rf as Record<string, unknown>)['json_schema']));
+  }
+  return total;
+}
+
+function contentTokens(content: unknown): number {
+  if (typeof content === 'string') return countText(content);
+  if (!Array.isArray(content)) return 0;
+  let n = 0;
+  for (const part of content as unknown[]) {
+    if (part === null || typeof part !== 'object') continue;
+    const p = part as Record<string, unknown>;
+    if (typeof p['text'] === 'string') n += countText(p['text']);
+    else if (p['type'] === 'image_url' || p['type'] === 'input_image') n += IMAGE_TOKENS;
+    else if (p['type'] === 'input_audio' || p['type'] === 'file') n += IMAGE_TOKENS;
+  }
+  return n;
+}
+
+/** The text of the last user message, for the demo provider. */
+export function lastUserText(body: Record<string, unknown>): string {
+  const messages = body['messages'];
+  if (!Array.isArray(messages)) return '';
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i] as Record<string, unknown> | null;
+    if (m === null || typeof m !== 'object' || m['role'] !== 'user') continue;
+    const c = m['content'];
+    if (typeof c === 'string') return c;
+    if (Array.isArray(c)) {
+      return (c as unknown[])
+        .map((p) => (p !== null && typeof p === 'object' && typeof (p as Record<string, unknown>)['text'] === 'string' ? (p as Record<string, string>)['text'] : ''))
+        .join(' ');
+    }
+  }
+  return '';
+}

@@ -1,0 +1,61 @@
+import { performance } from 'node:perf_hooks';
+import { isGatewayError } from '../errors.js';
+import { inBackground, type Exchange, type Gateway } from '../gateway/gateway.js';
+import type { TokenUsage } from '../providers/types.js';
+import type { ApiKey, Hold } from '../store/types.js';
+
+const NO_USAGE: TokenUsage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
+
+/**
+ * Follows one authenticated request and leaves exactly one usage record for it: settled against
+ * its hold when one was placed, or written alone (cost 0) for a refusal. Writes happen after the
+ * response so they add nothing to latency; the hold itself was placed before forwarding.
+ */
+export class Meter {
+  model = '';
+  provider: string | null = null;
+  upstreamModel: string | null = null;
+  stream = false;
+  hold: Hold | null = null;
+  ttftMs: number | null = null;
+  private done = false;
+
+  constructor(
+    private readonly gw: Gateway,
+    private readonly ex: Exchange,
+    private readonly key: ApiKey,
+  ) {}
+
+  /** The request ended: charge `cost` (0 for failures that produced nothing) and record it. */
+  finish(status: number, errorType: string | null, usage: TokenUsage | null, cost: bigint): void {
+    if (this.done) return;
+    this.done = true;
+    const u = usage ?? NO_USAGE;
+    const record = {
+      traceId: this.ex.traceId,
+      accountId: this.key.accountId,
+      keyId: this.key.id,
+      model: this.model,
+      provider: this.provider,
+      upstreamModel: this.upstreamModel,
+      promptTokens: u.promptTokens,
+      completionTokens: u.completionTokens,
+      cachedTokens: u.cachedTokens,
+      cost,
+      status,
+      errorType,
+      stream: this.stream,
+      latencyMs: performance.now() - this.ex.started,
+      ttftMs: this.ttftMs,
+      createdAt: Date.now(),
+    };
+    const store = this.gw.store;
+    inBackground(this.gw, this.hold !== null ? store.settle({ hold: this.hold, cost, usage: record }) : store.recordUsage(record));
+  }
+
+  /** The request was refused or failed with `err` before producing anything: cost 0. */
+  fail(err: unknown): void {
+    if (isGatewayError(err)) this.finish(err.status, err.type, null, 0n);
+    else this.finish(500, 'api_error', null, 0n);
+  }
+}

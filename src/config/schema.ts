@@ -1,0 +1,110 @@
+import { z } from 'zod';
+import { parseUsd } from '../billing/money.js';
+
+// The config file's shape. Defaults live here so that a missing file, an empty file and a
+// partial file all mean the same thing. Durations are milliseconds; sizes are bytes.
+
+const price = z
+  .union([z.number(), z.string()])
+  .refine((v) => parseUsd(v) !== null, { message: 'expected a non-negative number with at most 9 decimal places' });
+
+const timeouts = {
+  /** Whole response of a non-streamed request. */
+  timeout_ms: z.number().int().positive().default(600_000),
+  /** Streamed: until the upstream's response headers and first event. */
+  first_byte_timeout_ms: z.number().int().positive().default(120_000),
+  /** Streamed: the longest silence between two chunks. */
+  idle_timeout_ms: z.number().int().positive().default(60_000),
+  connect_timeout_ms: z.number().int().positive().default(10_000),
+};
+
+const openaiProvider = z
+  .object({
+    type: z.literal('openai'),
+    base_url: z.url({ protocol: /^https?$/ }),
+    api_key: z.string().optional(),
+    headers: z.record(z.string(), z.string()).default({}),
+    max_connections: z.number().int().positive().default(256),
+    ...timeouts,
+  })
+  .strict();
+
+const demoProvider = z
+  .object({
+    type: z.literal('demo'),
+    /** Delay before the first token. */
+    latency_ms: z.number().int().nonnegative().default(0),
+    /** 0 means as fast as possible. */
+    tokens_per_second: z.number().nonnegative().default(0),
+  })
+  .strict();
+
+const provider = z.discriminatedUnion('type', [openaiProvider, demoProvider]);
+
+const deployment = z
+  .object({
+    provider: z.string().min(1),
+    model: z.string().min(1),
+    priority: z.number().int().nonnegative().default(0),
+    weight: z.number().positive().default(1),
+  })
+  .strict();
+
+const model = z
+  .object({
+    owned_by: z.string().default('token360'),
+    created: z.number().int().nonnegative().optional(),
+    free: z.boolean().default(false),
+    pricing: z
+      .object({ input: price, output: price, cached_input: price.optional() })
+      .strict()
+      .optional(),
+    context_window: z.number().int().positive().optional(),
+    max_output_tokens: z.number().int().positive().default(4096),
+    deployments: z.array(deployment).min(1),
+  })
+  .strict();
+
+const server = z
+  .object({
+    host: z.string().default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).default(8360),
+    max_concurrent_requests: z.number().int().positive().default(4096),
+    body_limit: z.number().int().positive().default(20 * 1024 * 1024),
+    /** On SIGTERM: how long in-flight requests may take before they are cut. */
+    shutdown_timeout_ms: z.number().int().nonnegative().default(30_000),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    server: server.default(server.parse({})),
+    database: z.string().default('sqlite:./data/token360.db'),
+    redis: z.string().optional(),
+    admin_key: z.string().min(16).optional(),
+    log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    providers: z.record(z.string(), provider).default({}),
+    models: z.record(z.string(), model).default({}),
+  })
+  .strict();
+
+export type RawConfig = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;
+export type ProviderConfig = z.output<typeof provider>;
+export type OpenAIProviderConfig = z.output<typeof openaiProvider>;
+export type DemoProviderConfig = z.output<typeof demoProvider>;
+export type ModelConfig = z.output<typeof model>;
+
+/** What `npm start` serves with no config file: the built-in demo provider and one priced model. */
+export const DEFAULT_CONFIG: RawConfig = {
+  providers: { demo: { type: 'demo' } },
+  models: {
+    demo: {
+      owned_by: 'token360',
+      pricing: { input: 0.5, output: 1.5 },
+      context_window: 32768,
+      max_output_tokens: 4096,
+      deployments: [{ provider: 'demo', model: 'demo' }],
+    },
+  },
+};

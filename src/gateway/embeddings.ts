@@ -1,0 +1,65 @@
+import { authenticate } from '../auth/authenticate.js';
+import { authorize } from '../auth/authorize.js';
+import { costOfUsage } from '../billing/cost.js';
+import { countText } from '../billing/estimate.js';
+import { placeHold } from '../billing/hold.js';
+import { Meter } from '../billing/meter.js';
+import { usdNumber } from '../billing/money.js';
+import { badRequest, GatewayError } from '../errors.js';
+import type { JsonObject } from '../providers/types.js';
+import { UpstreamError } from '../providers/upstream-error.js';
+import { withFailover } from '../routing/failover.js';
+import type { Answer, Exchange, Gateway } from './gateway.js';
+import { resolveModel } from './resolve-model.js';
+import { parseJsonBody, requireModel } from './validate-chat.js';
+
+/** POST /v1/embeddings: the chat path's steps, with input tokens only. */
+export async function embeddings(gw: Gateway, ex: Exchange): Promise<Answer> {
+  const key = await authenticate(gw.keys, ex.authorization);
+  const meter = new Meter(gw, ex, key);
+  try {
+    const body = parseJsonBody(ex.rawBody);
+    meter.model = requireModel(body);
+    const route = resolveModel(gw.catalog, meter.model);
+    authorize(key, route.id);
+    const promptTokens = inputTokens(body['input']);
+    const hold = await placeHold(gw.store, route, {
+      id: ex.traceId, accountId: key.accountId, keyId: key.id, stream: false, promptTokens, requested: 0,
+    });
+    meter.hold = { id: ex.traceId, accountId: key.accountId, keyId: key.id, model: route.id, amount: hold.amount, stream: false, createdAt: Date.now() };
+    const { result, deployment } = await withFailover(route, ex.signal, (d) =>
+      d.provider.embeddings({ body, upstreamModel: d.upstreamModel, signal: ex.signal }),
+    );
+    meter.provider = deployment.provider.name;
+    meter.upstreamModel = deployment.upstreamModel;
+    const usage = result.usage ?? { promptTokens, completionTokens: 0, cachedTokens: 0 };
+    const cost = costOfUsage(usage, route.price);
+    result.body['model'] = meter.model;
+    const u = result.body['usage'];
+    if (u !== null && typeof u === 'object') (u as JsonObject)['cost'] = usdNumber(cost);
+    meter.finish(200, null, usage, cost);
+    return { status: 200, body: JSON.stringify(result.body) };
+  } catch (e) {
+    if (e instanceof UpstreamError && e.failure === 'aborted') {
+      meter.finish(499, 'client_closed', null, 0n);
+      return null;
+    }
+    meter.fail(e);
+    throw e instanceof UpstreamError ? new GatewayError('upstream_failed') : e;
+  }
+}
+
+function inputTokens(input: unknown): number {
+  if (typeof input === 'string') return countText(input);
+  if (Array.isArray(input) && input.length > 0 && input.length <= 2048) {
+    let n = 0;
+    for (const item of input as unknown[]) {
+      if (typeof item === 'string') n += countText(item);
+      else if (Array.isArray(item) && item.every((t) => Number.isInteger(t))) n += item.length;
+      else throw badRequest("Invalid 'input': expected a string, an array of strings, or an array of token arrays", 'input');
+    }
+    return n;
+  }
+  if (input === undefined || input === null) throw badRequest("Missing required parameter: 'input'", 'input');
+  throw badRequest("Invalid 'input': expected a string, an array of strings, or an array of token arrays", 'input');
+}

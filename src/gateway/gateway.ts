@@ -1,0 +1,37 @@
+import type { ServerResponse } from 'node:http';
+import type { FastifyBaseLogger } from 'fastify';
+import type { KeyCache } from '../auth/authenticate.js';
+import type { Catalog } from '../routing/catalog.js';
+import type { Store } from '../store/types.js';
+
+/** Everything the request path needs, built once at start-up. */
+export interface Gateway {
+  store: Store;
+  catalog: Catalog;
+  keys: KeyCache;
+  log: FastifyBaseLogger;
+  /** Settlements and usage writes that finish after the response; awaited on shutdown. */
+  background: Set<Promise<unknown>>;
+}
+
+/** One client request as the request path sees it; the HTTP layer fills it in. */
+export interface Exchange {
+  traceId: string;
+  /** performance.now() when the request arrived. */
+  started: number;
+  authorization: string | undefined;
+  rawBody: string | undefined;
+  /** Aborted when the client goes away. */
+  signal: AbortSignal;
+  /** Streams are written here directly, chunk by chunk. */
+  res: ServerResponse;
+}
+
+/** A response for the HTTP layer to send, or null when the request path already wrote it (a stream) or nobody is listening. */
+export type Answer = { status: number; body: string } | null;
+
+/** Runs work after the response without losing track of it. */
+export function inBackground(gw: Gateway, work: Promise<unknown>): void {
+  const p = work.catch((e: unknown) => gw.log.error({ err: e }, 'background write failed')).finally(() => gw.background.delete(p));
+  gw.background.add(p);
+}

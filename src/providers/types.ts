@@ -1,0 +1,51 @@
+// One interface for every provider. The gateway speaks OpenAI's chat-completions shape inside;
+// an adapter converts to and from its provider's wire format. Retries, failover, metering and
+// billing wrap adapters (src/routing, src/billing); they never live inside one.
+
+export type JsonObject = Record<string, unknown>;
+
+export interface TokenUsage {
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+}
+
+export interface ChatCall {
+  /** The client's body, every parameter as sent; adapters pass through what they do not translate. */
+  body: JsonObject;
+  /** The deployment's model name at the provider. */
+  upstreamModel: string;
+  /** The output cap the gateway set (the client's, or what the balance affords); null leaves it to the provider. */
+  maxTokens: number | null;
+  signal: AbortSignal;
+}
+
+export interface ChatResult {
+  /** An OpenAI `chat.completion` object. */
+  body: JsonObject;
+  usage: TokenUsage | null;
+}
+
+/**
+ * An open upstream stream, already past the provider's response headers and its first event, so
+ * that whoever relays it knows the upstream accepted the request before sending a byte to the client.
+ */
+export interface ChatStream extends AsyncIterable<JsonObject> {
+  /** Usage reported by the provider, once its usage chunk has gone by. */
+  readonly usage: TokenUsage | null;
+}
+
+export interface EmbeddingsCall {
+  body: JsonObject;
+  upstreamModel: string;
+  signal: AbortSignal;
+}
+
+export interface Provider {
+  readonly name: string;
+  readonly type: string;
+  chat(call: ChatCall): Promise<ChatResult>;
+  chatStream(call: ChatCall): Promise<ChatStream>;
+  embeddings(call: EmbeddingsCall): Promise<ChatResult>;
+  close(): Promise<void>;
+}

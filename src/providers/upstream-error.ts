@@ -1,0 +1,111 @@
+import { GatewayError } from '../errors.js';
+
+export type UpstreamFailure = 'connect' | 'timeout' | 'reset' | 'status' | 'protocol' | 'aborted';
+
+const BODY_CAP = 4096;
+
+/**
+ * A failed upstream attempt: what went wrong, the status, headers and a bounded body. Routing
+ * decides from `retryable` whether another deployment may be tried, and `toGatewayError` decides
+ * what the client sees. Its message is for logs; clients get a cleaned one.
+ */
+export class UpstreamError extends Error {
+  override name = 'UpstreamError';
+  readonly failure: UpstreamFailure;
+  readonly status: number | null;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+
+  constructor(failure: UpstreamFailure, message: string, opts: { status?: number; headers?: Record<string, string>; body?: string; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.failure = failure;
+    this.status = opts.status ?? null;
+    this.headers = opts.headers ?? {};
+    this.body = (opts.body ?? '').slice(0, BODY_CAP);
+  }
+
+  /** Another deployment may succeed where this one failed; a request the upstream called invalid will not. */
+  get retryable(): boolean {
+    return !this.isClientFault && this.failure !== 'aborted';
+  }
+
+  get isClientFault(): boolean {
+    return this.failure === 'status' && (this.status === 400 || this.status === 413 || this.status === 422);
+  }
+
+  get isSaturated(): boolean {
+    return this.failure === 'status' && this.status === 429;
+  }
+}
+
+/** What the client sees of the last failed attempt (SPEC §3, 400/502/503 rows). */
+export function toGatewayError(err: UpstreamError, secrets: readonly string[] = []): GatewayError {
+  if (err.isClientFault) {
+    return new GatewayError('upstream_invalid_request', {
+      message: cleanMessage(upstreamMessage(err.body) ?? 'The model service rejected the request as invalid', secrets),
+      param: upstreamParam(err.body),
+    });
+  }
+  if (err.isSaturated) {
+    return new GatewayError('upstream_saturated', { retryAfterMs: retryAfterMs(err.headers) ?? 1000 });
+  }
+  const why: Record<UpstreamFailure, string> = {
+    connect: 'could not be reached',
+    timeout: 'did not answer in time',
+    reset: 'closed the connection',
+    status: 'returned an error',
+    protocol: 'sent an invalid response',
+    aborted: 'was cancelled',
+  };
+  return new GatewayError('upstream_failed', { message: `The model service ${why[err.failure]}` });
+}
+
+function parsed(body: string): Record<string, unknown> | null {
+  try {
+    const v: unknown = JSON.parse(body);
+    if (v === null || typeof v !== 'object') return null;
+    const e = (v as Record<string, unknown>)['error'];
+    return e !== null && typeof e === 'object' ? (e as Record<string, unknown>) : (v as Record<string, unknown>);
+  } catch {
+    return null;
+  }
+}
+
+function upstreamMessage(body: string): string | null {
+  const e = parsed(body);
+  const m = e?.['message'];
+  if (typeof m === 'string' && m !== '') return m;
+  return body.trim() !== '' && body.length < 500 && !body.trimStart().startsWith('<') ? body.trim() : null;
+}
+
+function upstreamParam(body: string): string | null {
+  const p = parsed(body)?.['param'];
+  return typeof p === 'string' && p !== '' ? p : null;
+}
+
+const URL_LIKE = /\b(?:https?|wss?):\/\/[^\s"'<>)]+/gi;
+const KEY_LIKE = /\b(?:sk|pk|rk|key|api[-_]?key)[-_][A-Za-z0-9_-]{8,}/gi;
+const BEARER = /\bBearer\s+\S+/gi;
+const HOST_PORT = /\b(?:(?:\d{1,3}\.){3}\d{1,3}|localhost|[a-z0-9-]+(?:\.[a-z0-9-]+)+)(?::\d{2,5})\b/gi;
+const IPV4 = /\b(?:\d{1,3}\.){3}\d{1,3}\b/g;
+
+/** Strips what a client must never see from an upstream message: URLs, hosts, addresses, credentials. */
+export function cleanMessage(message: string, secrets: readonly string[] = []): string {
+  let m = message;
+  for (const s of secrets) if (s.length >= 4) m = m.split(s).join('[redacted]');
+  m = m.replace(URL_LIKE, '[url]').replace(BEARER, 'Bearer [redacted]').replace(KEY_LIKE, '[redacted]');
+  m = m.replace(HOST_PORT, '[host]').replace(IPV4, '[host]');
+  return m.length > 1000 ? m.slice(0, 1000) + '…' : m;
+}
+
+/** `retry-after-ms` or `retry-after` (seconds or an HTTP date) as milliseconds, capped at 60 s. */
+export function retryAfterMs(headers: Record<string, string>): number | null {
+  const ms = Number(headers['retry-after-ms']);
+  if (Number.isFinite(ms) && ms > 0) return Math.min(ms, 60_000);
+  const ra = headers['retry-after'];
+  if (ra === undefined) return null;
+  const s = Number(ra);
+  if (Number.isFinite(s) && s >= 0) return Math.min(s * 1000, 60_000);
+  const at = Date.parse(ra);
+  return Number.isNaN(at) ? null : Math.min(Math.max(0, at - Date.now()), 60_000);
+}

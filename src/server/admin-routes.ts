@@ -1,0 +1,56 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { authenticateAdmin } from '../auth/admin.js';
+import * as admin from '../admin/service.js';
+import { presentAccount, presentKey, presentUsage } from '../admin/present.js';
+import type { Store } from '../store/types.js';
+import { methodNotAllowed } from './app.js';
+
+type WithId = FastifyRequest<{ Params: { id: string } }>;
+
+/** SPEC §5. Every route checks the admin key first: a client key gets 401 `invalid_api_key`. */
+export function registerAdminRoutes(app: FastifyInstance, store: Store, adminHash: string): void {
+  app.register(
+    async (scope) => {
+      scope.addHook('onRequest', async (req) => authenticateAdmin(adminHash, req.headers.authorization));
+      const json = (req: FastifyRequest): unknown => admin.parseAdminBody(req.body);
+
+      scope.post('/accounts', async (req, reply) => {
+        reply.code(201);
+        return presentAccount(await admin.createAccount(store, json(req)));
+      });
+      methodNotAllowed(scope, '/accounts', ['POST']);
+      scope.get('/accounts/:id', async (req: WithId) => presentAccount(await admin.getAccount(store, req.params.id)));
+      methodNotAllowed(scope, '/accounts/:id', ['GET']);
+      scope.post('/accounts/:id/credit', async (req: WithId) => {
+        const idem = req.headers['idempotency-key'];
+        return presentAccount(await admin.creditAccount(store, req.params.id, json(req), Array.isArray(idem) ? idem[0] : idem));
+      });
+      methodNotAllowed(scope, '/accounts/:id/credit', ['POST']);
+
+      scope.post('/keys', async (req, reply) => {
+        const { key, secret } = await admin.createKey(store, json(req));
+        reply.code(201);
+        return presentKey(key, secret);
+      });
+      scope.get('/keys', async (req: FastifyRequest<{ Querystring: { account_id?: string } }>) => ({
+        object: 'list',
+        data: (await admin.listKeys(store, req.query.account_id)).map((k) => presentKey(k)),
+      }));
+      methodNotAllowed(scope, '/keys', ['GET', 'POST']);
+      scope.get('/keys/:id', async (req: WithId) => presentKey(await admin.getKey(store, req.params.id)));
+      scope.patch('/keys/:id', async (req: WithId) => presentKey(await admin.updateKey(store, req.params.id, json(req))));
+      scope.delete('/keys/:id', async (req: WithId, reply) => {
+        await admin.revokeKey(store, req.params.id);
+        reply.code(204);
+      });
+      methodNotAllowed(scope, '/keys/:id', ['GET', 'PATCH', 'DELETE']);
+
+      scope.get('/usage', async (req: FastifyRequest<{ Querystring: Record<string, string | undefined> }>) => {
+        const page = await admin.listUsage(store, req.query);
+        return { object: 'list', data: page.data.map(presentUsage), next_cursor: page.nextCursor };
+      });
+      methodNotAllowed(scope, '/usage', ['GET']);
+    },
+    { prefix: '/admin' },
+  );
+}

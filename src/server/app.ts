@@ -1,0 +1,94 @@
+import { randomBytes } from 'node:crypto';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { GatewayError, isGatewayError } from '../errors.js';
+import type { Gateway } from '../gateway/gateway.js';
+import { registerAdminRoutes } from './admin-routes.js';
+import { renderError } from './render-error.js';
+import { registerV1Routes } from './v1-routes.js';
+
+export interface AppOptions {
+  gateway: Omit<Gateway, 'log'>;
+  adminHash: string;
+  bodyLimit: number;
+  maxConcurrentRequests: number;
+  logLevel: string;
+}
+
+/** `req_` and 24 hex digits: unique enough to find one request in the logs and usage records. */
+function traceId(): string {
+  return `req_${randomBytes(12).toString('hex')}`;
+}
+
+/**
+ * The HTTP layer: it translates between HTTP and the request path and nothing more. Every
+ * response, errors of fastify's own included, carries `x-request-id`, and every error goes
+ * through the one renderer.
+ */
+export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gateway } {
+  const app = Fastify({
+    logger: {
+      level: opts.logLevel,
+      redact: ['req.headers.authorization', 'headers.authorization'],
+    },
+    disableRequestLogging: true,
+    bodyLimit: opts.bodyLimit,
+    genReqId: traceId,
+    requestIdHeader: false,
+    return503OnClosing: false,
+    forceCloseConnections: false,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 2048 },
+  });
+  const gateway: Gateway = { ...opts.gateway, log: app.log };
+
+  // Bodies arrive as text whatever their content type: the request path authenticates before it
+  // parses, and a body that is not JSON is a 400 in our shape, never fastify's 415.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+
+  app.addHook('onRequest', (req, reply, done) => {
+    reply.header('x-request-id', req.id);
+    done();
+  });
+
+  app.setErrorHandler((err: FastifyError | GatewayError, req: FastifyRequest, reply: FastifyReply) => {
+    sendError(reply, toGatewayError(err, req), req.id);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    sendError(reply, new GatewayError('not_found', { message: `Unknown path: ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}` }), req.id);
+  });
+
+  registerV1Routes(app, gateway, opts.maxConcurrentRequests);
+  registerAdminRoutes(app, gateway.store, opts.adminHash);
+  app.get('/health', async () => ({ status: 'ok' }));
+  return { app, gateway };
+}
+
+function toGatewayError(err: FastifyError | GatewayError, req: FastifyRequest): GatewayError {
+  if (isGatewayError(err)) return err;
+  const code = (err as FastifyError).code;
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new GatewayError('payload_too_large');
+  const status = (err as FastifyError).statusCode;
+  if (status !== undefined && status >= 400 && status < 500) {
+    return new GatewayError('invalid_request', { message: 'The request could not be read' });
+  }
+  req.log.error({ err }, 'unhandled error');
+  return new GatewayError('internal');
+}
+
+export function sendError(reply: FastifyReply, err: GatewayError, id: string): void {
+  const r = renderError(err, id);
+  void reply.code(r.status).headers(r.headers).send(r.body);
+}
+
+/** Answers any other method on a known path with 405 and `Allow`. */
+export function methodNotAllowed(app: FastifyInstance, url: string, allowed: readonly string[]): void {
+  const all = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+  const others = all.filter((m) => !allowed.includes(m));
+  app.route({
+    method: others as ('GET' | 'POST')[],
+    url,
+    handler: async () => {
+      throw new GatewayError('method_not_allowed', { headers: { allow: allowed.join(', ') } });
+    },
+  });
+}

@@ -1,0 +1,14 @@
+import { ConfigError } from '../config/load.js';
+import { SqliteStore } from './sqlite/index.js';
+import type { Store } from './types.js';
+
+/** `sqlite:PATH` or `sqlite::memory:`. PostgreSQL (`postgres://…`) sits behind the same interface. */
+export async function openStore(url: string): Promise<Store> {
+  if (url.startsWith('sqlite:')) {
+    const path = url.slice('sqlite:'.length);
+    const store = new SqliteStore(path === ':memory:' ? ':memory:' : path);
+    await store.migrate();
+    return store;
+  }
+  throw new ConfigError(`database: ${url.split(':')[0]} is not supported by this build yet; use sqlite:PATH`);
+}

@@ -1,0 +1,348 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { decodeCursor, decodeLimits, decodeModels, encodeCursor, encodeLimits, encodeModels } from '../codec.js';
+import { newId } from '../ids.js';
+import type {
+  Account,
+  ApiKey,
+  CreditInput,
+  CreditResult,
+  Hold,
+  KeyPatch,
+  LedgerTotals,
+  Limits,
+  NewKey,
+  Settlement,
+  Store,
+  UsagePage,
+  UsageQuery,
+  UsageRecord,
+} from '../types.js';
+import { SQLITE_MIGRATIONS } from './migrations.js';
+
+type Row = Record<string, unknown>;
+
+const num = (v: unknown): number => Number(v as bigint);
+const big = (v: unknown): bigint => (typeof v === 'bigint' ? v : BigInt(v as number));
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v as bigint));
+
+function toAccount(r: Row): Account {
+  return {
+    id: r['id'] as string,
+    name: r['name'] as string,
+    balance: big(r['balance']),
+    held: big(r['held']),
+    limits: decodeLimits(r['limits'] as string | null),
+    createdAt: num(r['created_at']),
+  };
+}
+
+function toKey(r: Row): ApiKey {
+  return {
+    id: r['id'] as string,
+    accountId: r['account_id'] as string,
+    name: (r['name'] as string | null) ?? null,
+    prefix: r['prefix'] as string,
+    hash: r['key_hash'] as string,
+    models: decodeModels(r['models'] as string | null),
+    limits: decodeLimits(r['limits'] as string | null),
+    frozen: num(r['frozen']) === 1,
+    expiresAt: numOrNull(r['expires_at']),
+    revokedAt: numOrNull(r['revoked_at']),
+    createdAt: num(r['created_at']),
+  };
+}
+
+function toUsage(r: Row): UsageRecord {
+  return {
+    traceId: r['trace_id'] as string,
+    accountId: r['account_id'] as string,
+    keyId: r['key_id'] as string,
+    model: r['model'] as string,
+    provider: (r['provider'] as string | null) ?? null,
+    upstreamModel: (r['upstream_model'] as string | null) ?? null,
+    promptTokens: num(r['prompt_tokens']),
+    completionTokens: num(r['completion_tokens']),
+    cachedTokens: num(r['cached_tokens']),
+    cost: big(r['cost']),
+    status: num(r['status']),
+    errorType: (r['error_type'] as string | null) ?? null,
+    stream: num(r['stream']) === 1,
+    latencyMs: num(r['latency_ms']),
+    ttftMs: numOrNull(r['ttft_ms']),
+    createdAt: num(r['created_at']),
+  };
+}
+
+const usageParams = (u: UsageRecord): unknown[] => [
+  u.traceId, u.accountId, u.keyId, u.model, u.provider, u.upstreamModel, u.promptTokens, u.completionTokens,
+  u.cachedTokens, u.cost, u.status, u.errorType, u.stream ? 1 : 0, Math.round(u.latencyMs),
+  u.ttftMs === null ? null : Math.round(u.ttftMs), u.createdAt,
+];
+
+/**
+ * SQLite through better-sqlite3. WAL with synchronous=NORMAL: a commit does not wait for the
+ * disk, and a process that dies loses nothing committed (only a power loss can lose the last
+ * transactions). better-sqlite3 is synchronous, so each method's transaction is atomic with
+ * respect to every other request of this process.
+ */
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+  private readonly db: Database.Database;
+  private localRevision = 0;
+  private readonly s: ReturnType<SqliteStore['prepare']>;
+
+  constructor(path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.defaultSafeIntegers(true);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.runMigrations();
+    this.s = this.prepare();
+  }
+
+  private runMigrations(): void {
+    this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+    const applied = new Set(
+      this.db.prepare('SELECT version FROM schema_migrations').pluck().all().map((v) => Number(v as bigint)),
+    );
+    for (const m of SQLITE_MIGRATIONS) {
+      if (applied.has(m.version)) continue;
+      this.db.transaction(() => {
+        this.db.exec(m.sql);
+        this.db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
+      }).immediate();
+    }
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      dataVersion: db.prepare('PRAGMA data_version').pluck(),
+      insertAccount: db.prepare('INSERT INTO accounts (id, name, balance, held, limits, created_at) VALUES (?, ?, 0, 0, ?, ?)'),
+      getAccount: db.prepare('SELECT * FROM accounts WHERE id = ?'),
+      countAccounts: db.prepare('SELECT COUNT(*) FROM accounts').pluck(),
+      addBalance: db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?'),
+      insertLedger: db.prepare(
+        'INSERT INTO ledger (account_id, kind, amount, trace_id, note, idempotency_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      findIdem: db.prepare('SELECT amount FROM ledger WHERE account_id = ? AND idempotency_key = ?').pluck(),
+      ledgerTotals: db.prepare(
+        "SELECT COALESCE(SUM(CASE WHEN kind = 'credit' THEN amount ELSE 0 END), 0) AS credits, COALESCE(SUM(CASE WHEN kind = 'debit' THEN amount ELSE 0 END), 0) AS debits FROM ledger WHERE account_id = ?",
+      ),
+      insertKey: db.prepare(
+        'INSERT INTO api_keys (id, account_id, name, prefix, key_hash, models, limits, frozen, expires_at, revoked_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, NULL, ?)',
+      ),
+      getKey: db.prepare('SELECT * FROM api_keys WHERE id = ?'),
+      getKeyByHash: db.prepare('SELECT * FROM api_keys WHERE key_hash = ?'),
+      listKeys: db.prepare('SELECT * FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id'),
+      listKeysOf: db.prepare('SELECT * FROM api_keys WHERE account_id = ? AND revoked_at IS NULL ORDER BY created_at, id'),
+      revokeKey: db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
+      placeHold: db.prepare('UPDATE accounts SET held = held + ? WHERE id = ? AND balance - held >= ?'),
+      insertHold: db.prepare('INSERT INTO holds (id, account_id, key_id, model, amount, stream, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      getHold: db.prepare('SELECT * FROM holds WHERE id = ?'),
+      deleteHold: db.prepare('DELETE FROM holds WHERE id = ?'),
+      allHolds: db.prepare('SELECT * FROM holds'),
+      balanceOf: db.prepare('SELECT balance, held FROM accounts WHERE id = ?'),
+      applySettle: db.prepare('UPDATE accounts SET held = held - ?, balance = balance - ? WHERE id = ?'),
+      insertUsage: db.prepare(
+        'INSERT INTO usage (trace_id, account_id, key_id, model, provider, upstream_model, prompt_tokens, completion_tokens, cached_tokens, cost, status, error_type, stream, latency_ms, ttft_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      spendSince: db.prepare('SELECT COALESCE(SUM(cost), 0) FROM usage WHERE account_id = ? AND created_at >= ?').pluck(),
+      spendSinceKey: db.prepare('SELECT COALESCE(SUM(cost), 0) FROM usage WHERE account_id = ? AND key_id = ? AND created_at >= ?').pluck(),
+      getSetting: db.prepare('SELECT value FROM settings WHERE name = ?').pluck(),
+      setSetting: db.prepare('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value'),
+    };
+  }
+
+  async migrate(): Promise<void> {
+    // Applied in the constructor: prepared statements need the tables.
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  revision(): number {
+    return num(this.s.dataVersion.get()) * 1_000_000 + this.localRevision;
+  }
+
+  async createAccount(input: { name: string; credit: bigint; limits?: Limits | null }): Promise<Account> {
+    const id = newId('acct');
+    const now = Date.now();
+    this.db.transaction(() => {
+      this.s.insertAccount.run(id, input.name, encodeLimits(input.limits), now);
+      if (input.credit > 0n) {
+        this.s.addBalance.run(input.credit, id);
+        this.s.insertLedger.run(id, 'credit', input.credit, null, 'initial credit', null, now);
+      }
+    }).immediate();
+    this.localRevision++;
+    return toAccount(this.s.getAccount.get(id) as Row);
+  }
+
+  async getAccount(id: string): Promise<Account | null> {
+    const r = this.s.getAccount.get(id) as Row | undefined;
+    return r === undefined ? null : toAccount(r);
+  }
+
+  async countAccounts(): Promise<number> {
+    return num(this.s.countAccounts.get());
+  }
+
+  async credit(input: CreditInput): Promise<CreditResult> {
+    return this.db.transaction((): CreditResult => {
+      const row = this.s.getAccount.get(input.accountId) as Row | undefined;
+      if (row === undefined) return { kind: 'no_account' };
+      if (input.idempotencyKey !== null) {
+        const prior = this.s.findIdem.get(input.accountId, input.idempotencyKey) as bigint | undefined;
+        if (prior !== undefined) {
+          return prior === input.amount ? { kind: 'replayed', account: toAccount(row) } : { kind: 'conflict' };
+        }
+      }
+      this.s.addBalance.run(input.amount, input.accountId);
+      this.s.insertLedger.run(input.accountId, 'credit', input.amount, null, input.note, input.idempotencyKey, Date.now());
+      return { kind: 'credited', account: toAccount(this.s.getAccount.get(input.accountId) as Row) };
+    }).immediate();
+  }
+
+  async ledgerTotals(accountId: string): Promise<LedgerTotals> {
+    const r = this.s.ledgerTotals.get(accountId) as Row;
+    return { credits: big(r['credits']), debits: big(r['debits']) };
+  }
+
+  async createKey(input: NewKey): Promise<ApiKey> {
+    const id = newId('key');
+    this.s.insertKey.run(
+      id, input.accountId, input.name, input.prefix, input.hash, encodeModels(input.models), encodeLimits(input.limits),
+      input.expiresAt, Date.now(),
+    );
+    this.localRevision++;
+    return toKey(this.s.getKey.get(id) as Row);
+  }
+
+  async getKey(id: string): Promise<ApiKey | null> {
+    const r = this.s.getKey.get(id) as Row | undefined;
+    return r === undefined ? null : toKey(r);
+  }
+
+  async getKeyByHash(hash: string): Promise<ApiKey | null> {
+    const r = this.s.getKeyByHash.get(hash) as Row | undefined;
+    return r === undefined ? null : toKey(r);
+  }
+
+  async listKeys(accountId?: string): Promise<ApiKey[]> {
+    const rows = (accountId === undefined ? this.s.listKeys.all() : this.s.listKeysOf.all(accountId)) as Row[];
+    return rows.map(toKey);
+  }
+
+  async updateKey(id: string, patch: KeyPatch): Promise<ApiKey | null> {
+    const sets: string[] = [];
+    const params: unknown[] = [];
+    if (patch.name !== undefined) (sets.push('name = ?'), params.push(patch.name));
+    if (patch.models !== undefined) (sets.push('models = ?'), params.push(encodeModels(patch.models)));
+    if (patch.limits !== undefined) (sets.push('limits = ?'), params.push(encodeLimits(patch.limits)));
+    if (patch.frozen !== undefined) (sets.push('frozen = ?'), params.push(patch.frozen ? 1 : 0));
+    if (patch.expiresAt !== undefined) (sets.push('expires_at = ?'), params.push(patch.expiresAt));
+    if (sets.length > 0) {
+      this.db.prepare(`UPDATE api_keys SET ${sets.join(', ')} WHERE id = ? AND revoked_at IS NULL`).run(...params, id);
+      this.localRevision++;
+    }
+    const r = this.s.getKey.get(id) as Row | undefined;
+    return r === undefined || r['revoked_at'] !== null ? null : toKey(r);
+  }
+
+  async revokeKey(id: string): Promise<boolean> {
+    const changed = this.s.revokeKey.run(Date.now(), id).changes > 0;
+    this.localRevision++;
+    return changed;
+  }
+
+  async placeHold(h: Hold): Promise<boolean> {
+    return this.db.transaction((): boolean => {
+      if (this.s.placeHold.run(h.amount, h.accountId, h.amount).changes === 0) return false;
+      this.s.insertHold.run(h.id, h.accountId, h.keyId, h.model, h.amount, h.stream ? 1 : 0, h.createdAt);
+      return true;
+    }).immediate();
+  }
+
+  async settle(st: Settlement): Promise<bigint> {
+    return this.db.transaction((): bigint => {
+      const charged = this.settleOne(st.hold.id, st.hold.accountId, st.hold.amount, st.cost);
+      this.s.insertUsage.run(...usageParams({ ...st.usage, cost: charged }));
+      return charged;
+    }).immediate();
+  }
+
+  /** Inside a transaction: releases the hold and debits at most what the account can pay without touching other holds. */
+  private settleOne(holdId: string, accountId: string, holdAmount: bigint, cost: bigint): bigint {
+    const deleted = this.s.deleteHold.run(holdId).changes > 0;
+    const release = deleted ? holdAmount : 0n;
+    const acct = this.s.balanceOf.get(accountId) as Row;
+    const free = big(acct['balance']) - (big(acct['held']) - release);
+    const charged = cost < 0n ? 0n : cost > free ? (free > 0n ? free : 0n) : cost;
+    this.s.applySettle.run(release, charged, accountId);
+    if (charged > 0n) this.s.insertLedger.run(accountId, 'debit', charged, holdId, null, null, Date.now());
+    return charged;
+  }
+
+  async recordUsage(u: UsageRecord): Promise<void> {
+    this.s.insertUsage.run(...usageParams(u));
+  }
+
+  async recoverHolds(): Promise<number> {
+    return this.db.transaction((): number => {
+      const holds = this.s.allHolds.all() as Row[];
+      const now = Date.now();
+      for (const h of holds) {
+        const hold = { id: h['id'] as string, accountId: h['account_id'] as string, amount: big(h['amount']) };
+        this.settleOne(hold.id, hold.accountId, hold.amount, 0n);
+        this.s.insertUsage.run(
+          ...usageParams({
+            traceId: hold.id, accountId: hold.accountId, keyId: h['key_id'] as string, model: h['model'] as string,
+            provider: null, upstreamModel: null, promptTokens: 0, completionTokens: 0, cachedTokens: 0, cost: 0n,
+            status: 500, errorType: 'interrupted', stream: num(h['stream']) === 1, latencyMs: now - num(h['created_at']),
+            ttftMs: null, createdAt: now,
+          }),
+        );
+      }
+      return holds.length;
+    }).immediate();
+  }
+
+  async listUsage(q: UsageQuery): Promise<UsagePage> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (q.accountId !== undefined) (where.push('account_id = ?'), params.push(q.accountId));
+    if (q.keyId !== undefined) (where.push('key_id = ?'), params.push(q.keyId));
+    if (q.from !== undefined) (where.push('created_at >= ?'), params.push(q.from));
+    if (q.to !== undefined) (where.push('created_at < ?'), params.push(q.to));
+    if (q.cursor !== undefined) {
+      const seq = decodeCursor(q.cursor);
+      where.push('seq < ?');
+      params.push(seq ?? 0n);
+    }
+    const sql = `SELECT * FROM usage ${where.length > 0 ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq DESC LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...params, q.limit + 1) as Row[];
+    const more = rows.length > q.limit;
+    const page = more ? rows.slice(0, q.limit) : rows;
+    return { data: page.map(toUsage), nextCursor: more ? encodeCursor(big(page[page.length - 1]!['seq'])) : null };
+  }
+
+  async spendSince(accountId: string, since: number, keyId?: string): Promise<bigint> {
+    const v = keyId === undefined ? this.s.spendSince.get(accountId, since) : this.s.spendSinceKey.get(accountId, keyId, since);
+    return big(v);
+  }
+
+  async getSetting(name: string): Promise<string | null> {
+    return (this.s.getSetting.get(name) as string | undefined) ?? null;
+  }
+
+  async setSetting(name: string, value: string): Promise<void> {
+    this.s.setSetting.run(name, value);
+  }
+}

@@ -1,0 +1,164 @@
+// The store interface. Asynchronous and free of any one database's idioms, so that SQLite
+// (embedded default) and PostgreSQL sit behind it alike and pass one test suite
+// (test/store.test.ts). Money is bigint nano-dollars; times are epoch milliseconds.
+
+export interface Limits {
+  rpm?: number;
+  tpm?: number;
+  concurrency?: number;
+  /** Units (nano-dollars) per UTC day. */
+  daily_spend?: bigint;
+}
+
+export interface Account {
+  id: string;
+  name: string;
+  balance: bigint;
+  held: bigint;
+  limits: Limits | null;
+  createdAt: number;
+}
+
+export interface ApiKey {
+  id: string;
+  accountId: string;
+  name: string | null;
+  /** The first characters of the key, shown to operators to tell keys apart. */
+  prefix: string;
+  hash: string;
+  /** Model ids or globs; null means every model. */
+  models: string[] | null;
+  limits: Limits | null;
+  frozen: boolean;
+  expiresAt: number | null;
+  revokedAt: number | null;
+  createdAt: number;
+}
+
+export interface NewKey {
+  accountId: string;
+  name: string | null;
+  prefix: string;
+  hash: string;
+  models: string[] | null;
+  limits: Limits | null;
+  expiresAt: number | null;
+}
+
+export interface KeyPatch {
+  name?: string | null;
+  models?: string[] | null;
+  limits?: Limits | null;
+  frozen?: boolean;
+  expiresAt?: number | null;
+}
+
+export interface UsageRecord {
+  traceId: string;
+  accountId: string;
+  keyId: string;
+  model: string;
+  provider: string | null;
+  upstreamModel: string | null;
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+  cost: bigint;
+  status: number;
+  errorType: string | null;
+  stream: boolean;
+  latencyMs: number;
+  ttftMs: number | null;
+  createdAt: number;
+}
+
+export interface Hold {
+  /** The request's traceId: one hold per request. */
+  id: string;
+  accountId: string;
+  keyId: string;
+  model: string;
+  amount: bigint;
+  stream: boolean;
+  createdAt: number;
+}
+
+export interface Settlement {
+  hold: Hold;
+  /** What the request cost; the store charges at most what the account can pay without touching other holds. */
+  cost: bigint;
+  usage: UsageRecord;
+}
+
+export interface CreditInput {
+  accountId: string;
+  amount: bigint;
+  note: string | null;
+  idempotencyKey: string | null;
+}
+
+export type CreditResult =
+  | { kind: 'credited'; account: Account }
+  | { kind: 'replayed'; account: Account }
+  | { kind: 'conflict' }
+  | { kind: 'no_account' };
+
+export interface UsageQuery {
+  accountId?: string;
+  keyId?: string;
+  from?: number;
+  to?: number;
+  limit: number;
+  cursor?: string;
+}
+
+export interface UsagePage {
+  data: UsageRecord[];
+  nextCursor: string | null;
+}
+
+export interface LedgerTotals {
+  credits: bigint;
+  debits: bigint;
+}
+
+export interface Store {
+  readonly kind: 'sqlite' | 'postgres';
+  /** Applies pending versioned migrations. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+  /**
+   * A number that changes whenever keys or accounts may have changed, including by another
+   * process (the CLI). Cheap and synchronous: the key cache compares it on every request.
+   */
+  revision(): number;
+
+  createAccount(input: { name: string; credit: bigint; limits?: Limits | null }): Promise<Account>;
+  getAccount(id: string): Promise<Account | null>;
+  countAccounts(): Promise<number>;
+  credit(input: CreditInput): Promise<CreditResult>;
+  ledgerTotals(accountId: string): Promise<LedgerTotals>;
+
+  createKey(input: NewKey): Promise<ApiKey>;
+  getKey(id: string): Promise<ApiKey | null>;
+  getKeyByHash(hash: string): Promise<ApiKey | null>;
+  listKeys(accountId?: string): Promise<ApiKey[]>;
+  updateKey(id: string, patch: KeyPatch): Promise<ApiKey | null>;
+  /** Marks the key revoked; false when there is no such live key. */
+  revokeKey(id: string): Promise<boolean>;
+
+  /** Reserves `hold.amount` of the account's available balance; false when it cannot be covered. */
+  placeHold(hold: Hold): Promise<boolean>;
+  /** Releases the hold, debits the cost (capped so the balance stays ≥ 0) and writes the usage record, atomically. Returns what was charged. */
+  settle(s: Settlement): Promise<bigint>;
+  /** A usage record for a request that held nothing (refused or failed before the hold). */
+  recordUsage(u: UsageRecord): Promise<void>;
+  /** Releases every hold left by a process that died; records each as an interrupted request. Returns how many. */
+  recoverHolds(): Promise<number>;
+  listUsage(q: UsageQuery): Promise<UsagePage>;
+  /** Sum of charged costs of the account since `since` (epoch ms). */
+  spendSince(accountId: string, since: number, keyId?: string): Promise<bigint>;
+
+  getSetting(name: string): Promise<string | null>;
+  setSetting(name: string, value: string): Promise<void>;
+}
