@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { registerAdminRoutes } from './admin-routes.js';
@@ -30,7 +32,8 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
       level: opts.logLevel,
       redact: ['req.headers.authorization', 'headers.authorization'],
     },
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
+    clientErrorHandler: answerMalformed,
     bodyLimit: opts.bodyLimit,
     genReqId: traceId,
     requestIdHeader: false,
@@ -61,6 +64,25 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
   registerAdminRoutes(app, gateway.store, opts.adminHash);
   app.get('/health', async () => ({ status: 'ok' }));
   return { app, gateway };
+}
+
+/** Requests node's HTTP parser rejects never reach a route; they still get our error shape. */
+function answerMalformed(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const e =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? new GatewayError('request_timeout')
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? new GatewayError('headers_too_large')
+        : new GatewayError('invalid_request', { message: 'The request is not valid HTTP' });
+  const r = renderError(e, traceId());
+  if (socket.writable) {
+    const head = Object.entries({ ...r.headers, 'content-length': String(Buffer.byteLength(r.body)), connection: 'close' })
+      .map(([k, v]) => `${k}: ${v}`)
+      .join('\r\n');
+    socket.write(`HTTP/1.1 ${r.status} ${STATUS_CODES[r.status]}\r\n${head}\r\n\r\n${r.body}`);
+  }
+  socket.destroy();
 }
 
 function toGatewayError(err: FastifyError | GatewayError, req: FastifyRequest): GatewayError {
