@@ -1,6 +1,7 @@
 import { GatewayError } from '../errors.js';
 import type { ModelRoute } from '../routing/catalog.js';
-import type { Store } from '../store/types.js';
+import { utcDay, type Limiter, type Subject } from '../limits/types.js';
+import type { Account, Store } from '../store/types.js';
 import { costOf, formatUsd, tokensAffordable } from './money.js';
 
 export interface HoldPlan {
@@ -36,23 +37,49 @@ function insufficient(available: bigint, promptCost: bigint, afford: number): Ga
   return new GatewayError('insufficient_balance', { message });
 }
 
+export interface PlacedHold extends HoldPlan {
+  /** The UTC day whose spend quota the hold was reserved against. */
+  day: string;
+}
+
 /**
- * Places the hold atomically. The plan depends on the available balance, which concurrent
- * requests move, so a hold the store refuses is planned again on the fresher balance.
+ * Step 5: reserves the most the request can cost. First against the daily spend quotas of the
+ * key and account (429, no retry), then against the account's balance (402), atomically in the
+ * store. The plan depends on the available balance, which concurrent requests move, so a hold the
+ * store refuses is planned again on the fresher balance.
  */
 export async function placeHold(
   store: Store,
+  limiter: Limiter,
+  subjects: Subject[],
   route: ModelRoute,
-  h: { id: string; accountId: string; keyId: string; stream: boolean; promptTokens: number; requested: number | null },
-): Promise<HoldPlan> {
+  account: Account,
+  h: { id: string; keyId: string; stream: boolean; promptTokens: number; requested: number | null },
+): Promise<PlacedHold> {
+  let available = account.balance - account.held;
+  const day = utcDay(Date.now());
   for (let attempt = 0; ; attempt++) {
-    const account = await store.getAccount(h.accountId);
-    if (account === null) throw new GatewayError('invalid_api_key');
-    const plan = planHold(route, h.promptTokens, h.requested, account.balance - account.held);
+    const plan = planHold(route, h.promptTokens, h.requested, available);
+    const quota = await limiter.reserveSpend(subjects, plan.amount, day, (s) =>
+      store.spendSince(account.id, Date.parse(day), s.id.startsWith('key:') ? h.keyId : undefined),
+    );
+    if (!quota.ok) throw quotaExhausted(quota.subject);
     const ok = await store.placeHold({
-      id: h.id, accountId: h.accountId, keyId: h.keyId, model: route.id, amount: plan.amount, stream: h.stream, createdAt: Date.now(),
+      id: h.id, accountId: account.id, keyId: h.keyId, model: route.id, amount: plan.amount, stream: h.stream, createdAt: Date.now(),
     });
-    if (ok) return plan;
-    if (attempt >= 3) throw new GatewayError('insufficient_balance', { message: 'Insufficient account balance: the balance is held by requests in flight' });
+    if (ok) return { ...plan, day };
+    await limiter.settleSpend(subjects, plan.amount, 0n, day);
+    const fresh = await store.getAccount(account.id);
+    if (fresh === null || attempt >= 3) {
+      throw new GatewayError('insufficient_balance', { message: 'Insufficient account balance: the balance is held by requests in flight' });
+    }
+    available = fresh.balance - fresh.held;
   }
+}
+
+function quotaExhausted(s: Subject): GatewayError {
+  const whose = s.id.startsWith('key:') ? 'API key' : 'account';
+  return new GatewayError('quota_exhausted', {
+    message: `Daily spend quota exhausted: the ${whose}'s limit of ${formatUsd(s.limits.daily_spend ?? 0n)} USD per UTC day is reached; it resets at 00:00 UTC`,
+  });
 }

@@ -2,6 +2,8 @@ import { performance } from 'node:perf_hooks';
 import { isGatewayError } from '../errors.js';
 import { inBackground, type Exchange, type Gateway } from '../gateway/gateway.js';
 import type { TokenUsage } from '../providers/types.js';
+import type { Admission } from '../limits/admit.js';
+import type { Subject } from '../limits/types.js';
 import type { ApiKey, Hold } from '../store/types.js';
 
 const NO_USAGE: TokenUsage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
@@ -17,6 +19,10 @@ export class Meter {
   upstreamModel: string | null = null;
   stream = false;
   hold: Hold | null = null;
+  /** The UTC day the hold's amount was reserved against the spend quotas. */
+  holdDay = '';
+  admission: Admission | null = null;
+  subjects: Subject[] = [];
   ttftMs: number | null = null;
   private done = false;
 
@@ -49,8 +55,22 @@ export class Meter {
       ttftMs: this.ttftMs,
       createdAt: Date.now(),
     };
-    const store = this.gw.store;
-    inBackground(this.gw, this.hold !== null ? store.settle({ hold: this.hold, cost, usage: record }) : store.recordUsage(record));
+    const { store, limiter } = this.gw;
+    // The concurrency slot frees now; tpm is corrected to what was really used.
+    if (this.admission !== null) inBackground(this.gw, limiter.release(this.admission.ticket, u.promptTokens + u.completionTokens, Date.now()));
+    const hold = this.hold;
+    if (hold === null) {
+      inBackground(this.gw, store.recordUsage(record));
+      return;
+    }
+    const subjects = this.subjects;
+    const day = this.holdDay;
+    inBackground(
+      this.gw,
+      store.settle({ hold, cost, usage: record }).then((charged) =>
+        subjects.length > 0 ? limiter.settleSpend(subjects, hold.amount, charged, day) : undefined,
+      ),
+    );
   }
 
   /** The request was refused or failed with `err` before producing anything: cost 0. */

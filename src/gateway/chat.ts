@@ -6,18 +6,19 @@ import { placeHold } from '../billing/hold.js';
 import { Meter } from '../billing/meter.js';
 import { usdNumber } from '../billing/money.js';
 import { GatewayError } from '../errors.js';
+import { admit, subjectsOf } from '../limits/admit.js';
 import type { ChatCall, JsonObject, TokenUsage } from '../providers/types.js';
 import { UpstreamError } from '../providers/upstream-error.js';
 import type { Deployment, ModelRoute } from '../routing/catalog.js';
 import { withFailover } from '../routing/failover.js';
 import type { Answer, Exchange, Gateway } from './gateway.js';
 import { relayStream } from './relay-stream.js';
-import { resolveModel } from './resolve-model.js';
+import { loadAccount, resolveModel } from './resolve-model.js';
 import { parseJsonBody, requireModel, validateChat } from './validate-chat.js';
 
 /**
  * POST /v1/chat/completions — the request path, step by step:
- * authenticate → resolve model → authorize → validate → hold → route (failover) → relay → settle and record.
+ * authenticate → resolve model → authorize → validate → admit (limits) → hold → route (failover) → relay → settle and record.
  * Each step is its own module; this file only puts them in order.
  */
 export async function chatCompletions(gw: Gateway, ex: Exchange): Promise<Answer> {
@@ -34,12 +35,16 @@ export async function chatCompletions(gw: Gateway, ex: Exchange): Promise<Answer
     authorize(key, route.id);
     params = validateChat(body, meter.model);
     meter.stream = params.stream;
+    const account = await loadAccount(gw, key);
+    meter.subjects = subjectsOf(key, account);
     promptTokens = estimatePromptTokens(body);
     const requested = params.maxTokens === null ? null : params.maxTokens * params.n;
-    const hold = await placeHold(gw.store, route, {
-      id: ex.traceId, accountId: key.accountId, keyId: key.id, stream: params.stream, promptTokens, requested,
+    meter.admission = await admit(gw.limiter, meter.subjects, promptTokens + (requested ?? 0), ex.traceId, ex.headers);
+    const hold = await placeHold(gw.store, gw.limiter, meter.subjects, route, account, {
+      id: ex.traceId, keyId: key.id, stream: params.stream, promptTokens, requested,
     });
     meter.hold = { id: ex.traceId, accountId: key.accountId, keyId: key.id, model: route.id, amount: hold.amount, stream: params.stream, createdAt: Date.now() };
+    meter.holdDay = hold.day;
     call = { body, upstreamModel: '', maxTokens: hold.maxTokens, signal: ex.signal };
   } catch (e) {
     meter.fail(e);
@@ -65,7 +70,7 @@ export async function chatCompletions(gw: Gateway, ex: Exchange): Promise<Answer
     }
     const stream = await forward((c, d) => d.provider.chatStream(c));
     const outcome = await relayStream(stream, ex.res, {
-      traceId: ex.traceId, model: meter.model, includeUsage: params.includeUsage, headers: {}, started: ex.started,
+      traceId: ex.traceId, model: meter.model, includeUsage: params.includeUsage, headers: ex.headers, started: ex.started,
       signal: ex.signal, costOf: (u) => usdNumber(costOfUsage(u, route.price)),
     });
     meter.ttftMs = outcome.ttftMs;

@@ -6,11 +6,12 @@ import { placeHold } from '../billing/hold.js';
 import { Meter } from '../billing/meter.js';
 import { usdNumber } from '../billing/money.js';
 import { badRequest, GatewayError } from '../errors.js';
+import { admit, subjectsOf } from '../limits/admit.js';
 import type { JsonObject } from '../providers/types.js';
 import { UpstreamError } from '../providers/upstream-error.js';
 import { withFailover } from '../routing/failover.js';
 import type { Answer, Exchange, Gateway } from './gateway.js';
-import { resolveModel } from './resolve-model.js';
+import { loadAccount, resolveModel } from './resolve-model.js';
 import { parseJsonBody, requireModel } from './validate-chat.js';
 
 /** POST /v1/embeddings: the chat path's steps, with input tokens only. */
@@ -23,10 +24,14 @@ export async function embeddings(gw: Gateway, ex: Exchange): Promise<Answer> {
     const route = resolveModel(gw.catalog, meter.model);
     authorize(key, route.id);
     const promptTokens = inputTokens(body['input']);
-    const hold = await placeHold(gw.store, route, {
-      id: ex.traceId, accountId: key.accountId, keyId: key.id, stream: false, promptTokens, requested: 0,
+    const account = await loadAccount(gw, key);
+    meter.subjects = subjectsOf(key, account);
+    meter.admission = await admit(gw.limiter, meter.subjects, promptTokens, ex.traceId, ex.headers);
+    const hold = await placeHold(gw.store, gw.limiter, meter.subjects, route, account, {
+      id: ex.traceId, keyId: key.id, stream: false, promptTokens, requested: 0,
     });
     meter.hold = { id: ex.traceId, accountId: key.accountId, keyId: key.id, model: route.id, amount: hold.amount, stream: false, createdAt: Date.now() };
+    meter.holdDay = hold.day;
     const { result, deployment } = await withFailover(route, ex.signal, (d) =>
       d.provider.embeddings({ body, upstreamModel: d.upstreamModel, signal: ex.signal }),
     );

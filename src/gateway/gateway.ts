@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyBaseLogger } from 'fastify';
 import type { KeyCache } from '../auth/authenticate.js';
+import type { Limiter } from '../limits/types.js';
 import type { Catalog } from '../routing/catalog.js';
 import type { Store } from '../store/types.js';
 
@@ -9,6 +10,7 @@ export interface Gateway {
   store: Store;
   catalog: Catalog;
   keys: KeyCache;
+  limiter: Limiter;
   log: FastifyBaseLogger;
   /** Settlements and usage writes that finish after the response; awaited on shutdown. */
   background: Set<Promise<unknown>>;
@@ -25,6 +27,8 @@ export interface Exchange {
   signal: AbortSignal;
   /** Streams are written here directly, chunk by chunk. */
   res: ServerResponse;
+  /** Headers every response to this request carries, whatever its status (the rate-limit headers). */
+  headers: Record<string, string>;
 }
 
 /** A response for the HTTP layer to send, or null when the request path already wrote it (a stream) or nobody is listening. */

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { registerAdminRoutes } from './admin-routes.js';
@@ -13,7 +14,7 @@ export interface AppOptions {
   adminHash: string;
   bodyLimit: number;
   maxConcurrentRequests: number;
-  logLevel: string;
+  log: Logger;
 }
 
 /** `req_` and 24 hex digits: unique enough to find one request in the logs and usage records. */
@@ -28,10 +29,7 @@ function traceId(): string {
  */
 export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gateway } {
   const app = Fastify({
-    logger: {
-      level: opts.logLevel,
-      redact: ['req.headers.authorization', 'headers.authorization'],
-    },
+    loggerInstance: opts.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     clientErrorHandler: answerMalformed,
     bodyLimit: opts.bodyLimit,

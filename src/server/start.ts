@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
 import { resolveAdminKey } from '../auth/admin.js';
 import { KeyCache } from '../auth/authenticate.js';
 import { generateKey } from '../auth/keys.js';
@@ -8,6 +9,7 @@ import type { Config } from '../config/schema.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { createProviders } from '../providers/registry.js';
 import { Catalog } from '../routing/catalog.js';
+import { openLimiter } from '../limits/open.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/types.js';
 import { buildApp } from './app.js';
@@ -33,12 +35,14 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
   const demoKey = await bootstrapDemo(store);
   const recovered = await store.recoverHolds();
 
+  const log = pino({ level: config.log_level, redact: ['req.headers.authorization', 'headers.authorization'] });
+  const limiter = openLimiter(config.redis, log);
   const { app, gateway } = buildApp({
-    gateway: { store, catalog, keys: new KeyCache(store), background: new Set() },
+    gateway: { store, catalog, keys: new KeyCache(store), limiter, background: new Set() },
     adminHash: admin.hash,
     bodyLimit: config.server.body_limit,
     maxConcurrentRequests: config.server.max_concurrent_requests,
-    logLevel: config.log_level,
+    log,
   });
   if (recovered > 0) app.log.warn({ holds: recovered }, 'released holds left by a process that stopped mid-request');
   await app.listen({ host: config.server.host, port: config.server.port });
@@ -53,6 +57,7 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
       clearTimeout(deadline);
       await Promise.allSettled([...gateway.background]);
       await Promise.allSettled([...providers.values()].map((p) => p.close()));
+      await limiter.close();
       if (opts.store === undefined) await store.close();
     })());
 
@@ -67,3 +72,4 @@ async function bootstrapDemo(store: Store): Promise<string | null> {
   await store.createKey({ accountId: account.id, name: 'demo', prefix, hash, models: null, limits: null, expiresAt: null });
   return key;
 }
+

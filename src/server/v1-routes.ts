@@ -44,18 +44,19 @@ export function registerV1Routes(app: FastifyInstance, gw: Gateway, maxConcurren
       rawBody: typeof req.body === 'string' ? req.body : undefined,
       signal: ac.signal,
       res,
+      headers: {},
     };
     try {
       const answer = await run(gw, ex);
       if (answer !== null && !res.headersSent) {
-        res.writeHead(answer.status, { 'content-type': JSON_TYPE, 'x-request-id': ex.traceId });
+        res.writeHead(answer.status, { ...ex.headers, 'content-type': JSON_TYPE, 'x-request-id': ex.traceId });
         res.end(answer.body);
       }
     } catch (e) {
       if (!isGatewayError(e)) gw.log.error({ err: e, traceId: ex.traceId }, 'request failed');
       if (res.headersSent || res.destroyed) return;
       const r = renderError(isGatewayError(e) ? e : new GatewayError('internal'), ex.traceId);
-      res.writeHead(r.status, r.headers);
+      res.writeHead(r.status, { ...ex.headers, ...r.headers });
       res.end(r.body);
     }
   };
