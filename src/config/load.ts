@@ -34,13 +34,21 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   } else if (existsSync(resolve(cwd, 'token360.yaml'))) {
     source = resolve(cwd, 'token360.yaml');
   }
-  if (source !== null) raw = parseYaml(readFileSync(source, 'utf8'), env, source);
+  if (source !== null) raw = withDefaultModels(parseYaml(readFileSync(source, 'utf8'), env, source));
   return { config: validate(applyEnv(raw, env)), source };
 }
 
 /** Parses config text as loadConfig does; exported for tests and `token360 config check`. */
 export function parseConfigText(text: string, env: NodeJS.ProcessEnv = {}): Config {
-  return validate(applyEnv(parseYaml(text, env, 'config'), env));
+  return validate(applyEnv(withDefaultModels(parseYaml(text, env, 'config')), env));
+}
+
+/** A file that configures neither providers nor models (only server, database, …) keeps the built-in demo model. */
+function withDefaultModels(raw: unknown): unknown {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
+  const o = raw as Record<string, unknown>;
+  if ('providers' in o || 'models' in o) return raw;
+  return { ...o, providers: DEFAULT_CONFIG.providers, models: DEFAULT_CONFIG.models };
 }
 
 const VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;

@@ -32,6 +32,8 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
     loggerInstance: opts.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     clientErrorHandler: answerMalformed,
+    // URLs the router cannot read (bad percent-encoding, an over-long path parameter) would otherwise get fastify's own body.
+    frameworkErrors: (err, req, reply) => sendError(reply, toGatewayError(err, req), req.id),
     bodyLimit: opts.bodyLimit,
     genReqId: traceId,
     requestIdHeader: false,
@@ -87,6 +89,7 @@ function toGatewayError(err: FastifyError | GatewayError, req: FastifyRequest): 
   if (isGatewayError(err)) return err;
   const code = (err as FastifyError).code;
   if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new GatewayError('payload_too_large');
+  if (code === 'FST_ERR_BAD_URL' || code === 'FST_ERR_MAX_PARAM_LENGTH') return new GatewayError('invalid_request', { message: 'The request URL is not valid' });
   const status = (err as FastifyError).statusCode;
   if (status !== undefined && status >= 400 && status < 500) {
     return new GatewayError('invalid_request', { message: 'The request could not be read' });
