@@ -236,7 +236,8 @@ export async function startFakeUpstream(opts: { behavior?: Behavior } = {}): Pro
 
     const chunks = s.chunks ?? DEFAULT_CHUNKS;
     for (let i = 0; i <= chunks.length; i++) {
-      if (i === s.breakAfter) return kill();
+      // Break only once what was written has left this process, so the client really gets it first.
+      if (i === s.breakAfter) return void res.write('', () => kill());
       if (i === s.hangAfter) return;
       if (i === chunks.length) break;
       if (i > 0 && !(await wait(s.chunkDelayMs))) return;
