@@ -18,7 +18,7 @@ export interface HoldPlan {
  */
 export function planHold(route: ModelRoute, promptTokens: number, requested: number | null, available: bigint): HoldPlan {
   const promptCost = costOf(promptTokens + Math.ceil(promptTokens / 10), route.price.input);
-  const afford = available > promptCost ? tokensAffordable(available - promptCost, route.price.output) : 0;
+  const afford = available >= promptCost ? tokensAffordable(available - promptCost, route.price.output) : 0;
   if (requested !== null) {
     const amount = promptCost + costOf(requested, route.price.output);
     if (amount > available) throw insufficient(available, promptCost, afford);

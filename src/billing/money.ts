@@ -59,8 +59,8 @@ export function costOf(tokens: number, unitsPerMillion: bigint): bigint {
 
 /** How many whole tokens `budget` buys at a price in units per 1M tokens. */
 export function tokensAffordable(budget: bigint, unitsPerMillion: bigint): number {
-  if (budget <= 0n) return 0;
   if (unitsPerMillion === 0n) return Number.MAX_SAFE_INTEGER;
+  if (budget <= 0n) return 0;
   const n = (budget * PER_MILLION) / unitsPerMillion;
   return n > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(n);
 }

@@ -67,7 +67,13 @@ function parseYaml(text: string, env: NodeJS.ProcessEnv, where: string): unknown
     const first = doc.errors[0]!;
     throw new ConfigError(`${where}: invalid YAML: ${first.message.split('\n')[0]}`);
   }
-  const value: unknown = doc.toJS();
+  let value: unknown;
+  try {
+    // toJS throws (not reports) on an alias to an unknown anchor or an alias bomb.
+    value = doc.toJS();
+  } catch (e) {
+    throw new ConfigError(`${where}: invalid YAML: ${(e instanceof Error ? e.message : String(e)).split('\n')[0]}`);
+  }
   return value ?? {};
 }
 
@@ -107,7 +113,7 @@ function validate(raw: unknown): Config {
       problems.push(`models.${id}.pricing: required unless the model is marked free: true`);
     }
     model.deployments.forEach((d, i) => {
-      if (!(d.provider in config.providers)) {
+      if (!Object.hasOwn(config.providers, d.provider)) {
         problems.push(`models.${id}.deployments.${i}.provider: unknown provider "${d.provider}"`);
       }
     });
@@ -132,7 +138,9 @@ function formatIssue(issue: z.core.$ZodIssue): string {
       return issue.keys.map((k) => `${path === 'config' ? '' : path + '.'}${k}: unknown setting`).join('\n');
     case 'invalid_union':
       if ('discriminator' in issue && issue.discriminator !== undefined) {
-        return `${path}.${String(issue.discriminator)}: expected one of openai, demo`;
+        // zod already ends the path with the discriminator (`providers.x.type`); don't name it twice.
+        const where = issue.path[issue.path.length - 1] === issue.discriminator ? path : `${path}.${String(issue.discriminator)}`;
+        return `${where}: expected one of openai, demo`;
       }
       return `${path}: ${issue.message}`;
     case 'invalid_value':
