@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { decodeCursor, decodeLimits, decodeModels, encodeCursor, encodeLimits, encodeModels } from '../codec.js';
 import { newId } from '../ids.js';
@@ -19,6 +20,8 @@ import type {
   UsageQuery,
   UsageRecord,
 } from '../types.js';
+import { startCheckpointer } from './checkpointer.js';
+import { GroupCommit } from './group-commit.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 
 type Row = Record<string, unknown>;
@@ -84,14 +87,17 @@ const usageParams = (u: UsageRecord): unknown[] => [
 /**
  * SQLite through better-sqlite3. WAL with synchronous=NORMAL: a commit does not wait for the
  * disk, and a process that dies loses nothing committed (only a power loss can lose the last
- * transactions). better-sqlite3 is synchronous, so each method's transaction is atomic with
- * respect to every other request of this process.
+ * transactions). Holds, settlements and usage records are committed together, once per
+ * event-loop turn (group-commit.ts); checkpoints run in a worker (checkpointer.ts).
  */
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   private readonly db: Database.Database;
   private localRevision = 0;
   private readonly s: ReturnType<SqliteStore['prepare']>;
+  private readonly group: GroupCommit;
+  private readonly checkpointer: Worker | null;
+  private readonly creditTx: Database.Transaction<(input: CreditInput) => 'credited' | 'replayed' | 'conflict' | 'no_account'>;
 
   constructor(path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -103,6 +109,26 @@ export class SqliteStore implements Store {
     this.db.pragma('busy_timeout = 5000');
     this.runMigrations();
     this.s = this.prepare();
+    this.creditTx = this.db.transaction((input: CreditInput) => {
+      if (this.s.getAccount.get(input.accountId) === undefined) return 'no_account';
+      if (input.idempotencyKey !== null) {
+        const prior = this.s.findIdem.get(input.accountId, input.idempotencyKey) as bigint | undefined;
+        if (prior !== undefined) return prior === input.amount ? 'replayed' : 'conflict';
+      }
+      this.s.addBalance.run(input.amount, input.accountId);
+      this.s.insertLedger.run(input.accountId, 'credit', input.amount, null, input.note, input.idempotencyKey, Date.now());
+      return 'credited';
+    });
+    const batch = this.db.transaction((body: () => void) => body());
+    // Called inside `batch`, a better-sqlite3 transaction function runs as a savepoint.
+    const savepoint = this.db.transaction((op: () => unknown) => op());
+    this.group = new GroupCommit((body) => batch.immediate(body), <T>(op: () => T) => savepoint(op) as T);
+    if (path !== ':memory:') {
+      this.db.pragma('wal_autocheckpoint = 0');
+      this.checkpointer = startCheckpointer(path);
+    } else {
+      this.checkpointer = null;
+    }
   }
 
   private runMigrations(): void {
@@ -143,11 +169,10 @@ export class SqliteStore implements Store {
       listKeysOf: db.prepare('SELECT * FROM api_keys WHERE account_id = ? AND revoked_at IS NULL ORDER BY created_at, id'),
       revokeKey: db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
       placeHold: db.prepare('UPDATE accounts SET held = held + ? WHERE id = ? AND balance - held >= ?'),
+      balanceOf: db.prepare('SELECT balance, held FROM accounts WHERE id = ?'),
       insertHold: db.prepare('INSERT INTO holds (id, account_id, key_id, model, amount, stream, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
-      getHold: db.prepare('SELECT * FROM holds WHERE id = ?'),
       deleteHold: db.prepare('DELETE FROM holds WHERE id = ?'),
       allHolds: db.prepare('SELECT * FROM holds'),
-      balanceOf: db.prepare('SELECT balance, held FROM accounts WHERE id = ?'),
       applySettle: db.prepare('UPDATE accounts SET held = held - ?, balance = balance - ? WHERE id = ?'),
       insertUsage: db.prepare(
         'INSERT INTO usage (trace_id, account_id, key_id, model, provider, upstream_model, prompt_tokens, completion_tokens, cached_tokens, cost, status, error_type, stream, latency_ms, ttft_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
@@ -164,10 +189,17 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    this.group.flush();
+    if (this.checkpointer !== null) {
+      await this.checkpointer.terminate();
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    }
+    this.db.close();
   }
 
   revision(): number {
+    // data_version moves when another connection (the CLI) commits; reading it touches no disk.
     return num(this.s.dataVersion.get()) * 1_000_000 + this.localRevision;
   }
 
@@ -195,22 +227,13 @@ export class SqliteStore implements Store {
   }
 
   async credit(input: CreditInput): Promise<CreditResult> {
-    return this.db.transaction((): CreditResult => {
-      const row = this.s.getAccount.get(input.accountId) as Row | undefined;
-      if (row === undefined) return { kind: 'no_account' };
-      if (input.idempotencyKey !== null) {
-        const prior = this.s.findIdem.get(input.accountId, input.idempotencyKey) as bigint | undefined;
-        if (prior !== undefined) {
-          return prior === input.amount ? { kind: 'replayed', account: toAccount(row) } : { kind: 'conflict' };
-        }
-      }
-      this.s.addBalance.run(input.amount, input.accountId);
-      this.s.insertLedger.run(input.accountId, 'credit', input.amount, null, input.note, input.idempotencyKey, Date.now());
-      return { kind: 'credited', account: toAccount(this.s.getAccount.get(input.accountId) as Row) };
-    }).immediate();
+    const result = this.creditTx.immediate(input);
+    if (result !== 'credited' && result !== 'replayed') return { kind: result };
+    return { kind: result, account: toAccount(this.s.getAccount.get(input.accountId) as Row) };
   }
 
   async ledgerTotals(accountId: string): Promise<LedgerTotals> {
+    this.group.flush();
     const r = this.s.ledgerTotals.get(accountId) as Row;
     return { credits: big(r['credits']), debits: big(r['debits']) };
   }
@@ -262,48 +285,48 @@ export class SqliteStore implements Store {
     return changed;
   }
 
-  async placeHold(h: Hold): Promise<boolean> {
-    return this.db.transaction((): boolean => {
+  placeHold(h: Hold): Promise<boolean> {
+    return this.group.run(() => {
       if (this.s.placeHold.run(h.amount, h.accountId, h.amount).changes === 0) return false;
       this.s.insertHold.run(h.id, h.accountId, h.keyId, h.model, h.amount, h.stream ? 1 : 0, h.createdAt);
       return true;
-    }).immediate();
+    });
   }
 
-  async settle(st: Settlement): Promise<bigint> {
-    return this.db.transaction((): bigint => {
+  settle(st: Settlement): Promise<bigint> {
+    return this.group.run(() => {
       const charged = this.settleOne(st.hold.id, st.hold.accountId, st.hold.amount, st.cost);
       this.s.insertUsage.run(...usageParams({ ...st.usage, cost: charged }));
       return charged;
-    }).immediate();
+    });
   }
 
   /** Inside a transaction: releases the hold and debits at most what the account can pay without touching other holds. */
   private settleOne(holdId: string, accountId: string, holdAmount: bigint, cost: bigint): bigint {
-    const deleted = this.s.deleteHold.run(holdId).changes > 0;
-    const release = deleted ? holdAmount : 0n;
+    const release = this.s.deleteHold.run(holdId).changes > 0 ? holdAmount : 0n;
     const acct = this.s.balanceOf.get(accountId) as Row;
     const free = big(acct['balance']) - (big(acct['held']) - release);
-    const charged = cost < 0n ? 0n : cost > free ? (free > 0n ? free : 0n) : cost;
+    // The hold covers the cost unless the prompt was longer than estimated; even then the balance stays ≥ 0.
+    const charged = cost <= 0n ? 0n : cost > free ? (free > 0n ? free : 0n) : cost;
     this.s.applySettle.run(release, charged, accountId);
     if (charged > 0n) this.s.insertLedger.run(accountId, 'debit', charged, holdId, null, null, Date.now());
     return charged;
   }
 
-  async recordUsage(u: UsageRecord): Promise<void> {
-    this.s.insertUsage.run(...usageParams(u));
+  recordUsage(u: UsageRecord): Promise<void> {
+    return this.group.run(() => void this.s.insertUsage.run(...usageParams(u)));
   }
 
   async recoverHolds(): Promise<number> {
+    this.group.flush();
     return this.db.transaction((): number => {
       const holds = this.s.allHolds.all() as Row[];
       const now = Date.now();
       for (const h of holds) {
-        const hold = { id: h['id'] as string, accountId: h['account_id'] as string, amount: big(h['amount']) };
-        this.settleOne(hold.id, hold.accountId, hold.amount, 0n);
+        this.settleOne(h['id'] as string, h['account_id'] as string, big(h['amount']), 0n);
         this.s.insertUsage.run(
           ...usageParams({
-            traceId: hold.id, accountId: hold.accountId, keyId: h['key_id'] as string, model: h['model'] as string,
+            traceId: h['id'] as string, accountId: h['account_id'] as string, keyId: h['key_id'] as string, model: h['model'] as string,
             provider: null, upstreamModel: null, promptTokens: 0, completionTokens: 0, cachedTokens: 0, cost: 0n,
             status: 500, errorType: 'interrupted', stream: num(h['stream']) === 1, latencyMs: now - num(h['created_at']),
             ttftMs: null, createdAt: now,
@@ -315,6 +338,7 @@ export class SqliteStore implements Store {
   }
 
   async listUsage(q: UsageQuery): Promise<UsagePage> {
+    this.group.flush();
     const where: string[] = [];
     const params: unknown[] = [];
     if (q.accountId !== undefined) (where.push('account_id = ?'), params.push(q.accountId));
@@ -334,6 +358,7 @@ export class SqliteStore implements Store {
   }
 
   async spendSince(accountId: string, since: number, keyId?: string): Promise<bigint> {
+    this.group.flush();
     const v = keyId === undefined ? this.s.spendSince.get(accountId, since) : this.s.spendSinceKey.get(accountId, keyId, since);
     return big(v);
   }
