@@ -859,7 +859,10 @@ async function runProfile() {
   if (files.length === 0) {
     result.errors.push(`no .cpuprofile written in ${dir} (gateway exit ${JSON.stringify(result.shutdown.gateway_exit)}): ${env.gw.child.tail.err.slice(-1000)}`);
   } else {
-    const file = join(dir, files.sort().at(-1));
+    // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the event loop; others are
+    // worker threads (the SQLite checkpointer), which would hide the request path.
+    const main = files.filter((f) => /\.\d+\.0\.\d+\.cpuprofile$/.test(f));
+    const file = join(dir, (main.length > 0 ? main : files).sort().at(-1));
     result.profile_file = relative(ROOT, file);
     Object.assign(result, analyzeProfile(JSON.parse(readFileSync(file, 'utf8'))));
   }

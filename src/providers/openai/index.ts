@@ -40,27 +40,35 @@ export class OpenAIProvider implements Provider {
     return [this.cfg.api_key ?? '', new URL(this.cfg.base_url).host].filter((s) => s !== '');
   }
 
-  async chat(call: ChatCall): Promise<ChatResult> {
-    const timeout = AbortSignal.timeout(this.cfg.timeout_ms);
-    const signal = AbortSignal.any([call.signal, timeout]);
-    try {
-      const res = await this.post('/chat/completions', toChatBody(call, false), signal, this.cfg.timeout_ms, this.cfg.timeout_ms);
-      const body = await readJson(res);
-      return { body, usage: fromUsage((body as OpenAIChunk).usage) };
-    } catch (e) {
-      throw classify(e, timeout.aborted);
-    }
+  chat(call: ChatCall): Promise<ChatResult> {
+    return this.whole('/chat/completions', toChatBody(call, false), call.signal);
   }
 
-  async embeddings(call: EmbeddingsCall): Promise<ChatResult> {
-    const timeout = AbortSignal.timeout(this.cfg.timeout_ms);
-    const signal = AbortSignal.any([call.signal, timeout]);
+  embeddings(call: EmbeddingsCall): Promise<ChatResult> {
+    return this.whole('/embeddings', { ...call.body, model: call.upstreamModel }, call.signal);
+  }
+
+  /** A non-streamed call, cut after `timeout_ms` or when the client goes away, whichever comes first. */
+  private async whole(path: string, body: JsonObject, clientSignal: AbortSignal): Promise<ChatResult> {
+    // One controller and one timer: cheaper per request than AbortSignal.any with AbortSignal.timeout.
+    const ac = new AbortController();
+    const onClientGone = (): void => ac.abort();
+    clientSignal.addEventListener('abort', onClientGone, { once: true });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      ac.abort();
+    }, this.cfg.timeout_ms);
     try {
-      const res = await this.post('/embeddings', { ...call.body, model: call.upstreamModel }, signal, this.cfg.timeout_ms, this.cfg.timeout_ms);
-      const body = await readJson(res);
-      return { body, usage: fromUsage((body as OpenAIChunk).usage) };
+      if (clientSignal.aborted) ac.abort();
+      const res = await this.post(path, body, ac.signal, this.cfg.timeout_ms, this.cfg.timeout_ms);
+      const json = await readJson(res);
+      return { body: json, usage: fromUsage((json as OpenAIChunk).usage) };
     } catch (e) {
-      throw classify(e, timeout.aborted);
+      throw classify(e, timedOut);
+    } finally {
+      clearTimeout(timer);
+      clientSignal.removeEventListener('abort', onClientGone);
     }
   }
 
