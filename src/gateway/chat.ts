@@ -71,7 +71,7 @@ export async function chatCompletions(gw: Gateway, ex: Exchange): Promise<Answer
     const stream = await forward((c, d) => d.provider.chatStream(c));
     const outcome = await relayStream(stream, ex.res, {
       traceId: ex.traceId, model: meter.model, includeUsage: params.includeUsage, headers: ex.headers, started: ex.started,
-      signal: ex.signal, costOf: (u) => usdNumber(costOfUsage(u, route.price)),
+      signal: ex.signal, abort: ex.abort, streams: gw.streams, costOf: (u) => usdNumber(costOfUsage(u, route.price)),
     });
     meter.ttftMs = outcome.ttftMs;
     // A cut stream is billed for what was generated: the upstream's count if it came, else the delivered text counted.

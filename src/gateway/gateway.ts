@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyBaseLogger } from 'fastify';
+import type { GatewayError } from '../errors.js';
 import type { KeyCache } from '../auth/authenticate.js';
 import type { Limiter } from '../limits/types.js';
 import type { Catalog } from '../routing/catalog.js';
@@ -14,6 +15,8 @@ export interface Gateway {
   log: FastifyBaseLogger;
   /** Settlements and usage writes that finish after the response; awaited on shutdown. */
   background: Set<Promise<unknown>>;
+  /** Open streams, each with a function that ends it with an error event: the shutdown deadline calls them. */
+  streams: Set<(err: GatewayError) => void>;
 }
 
 /** One client request as the request path sees it; the HTTP layer fills it in. */
@@ -23,8 +26,10 @@ export interface Exchange {
   started: number;
   authorization: string | undefined;
   rawBody: string | undefined;
-  /** Aborted when the client goes away. */
+  /** Aborted when the client goes away, or by `abort`. */
   signal: AbortSignal;
+  /** Ends the upstream side of this request (the shutdown deadline uses it). */
+  abort: () => void;
   /** Streams are written here directly, chunk by chunk. */
   res: ServerResponse;
   /** Headers every response to this request carries, whatever its status (the rate-limit headers). */

@@ -15,6 +15,10 @@ export interface RelayOptions {
   signal: AbortSignal;
   /** usage.cost (USD, for display) of the usage chunk. */
   costOf: (u: TokenUsage) => number;
+  /** Where the stream registers how to cut it (the shutdown deadline). */
+  streams: Set<(err: GatewayError) => void>;
+  /** Aborts the upstream request. */
+  abort: () => void;
 }
 
 export interface StreamOutcome {
@@ -43,30 +47,50 @@ export async function relayStream(stream: ChatStream, res: ServerResponse, o: Re
     'x-request-id': o.traceId,
     'x-accel-buffering': 'no',
   });
+  // The shutdown deadline ends the stream with an error event; aborting the upstream request
+  // wakes the read that is waiting for its next chunk.
+  let cutBy: GatewayError | null = null;
+  const cut = (err: GatewayError): void => {
+    cutBy = err;
+    o.abort();
+  };
+  o.streams.add(cut);
+  const iterator = stream[Symbol.asyncIterator]();
+  let failure: unknown = null;
   try {
-    for await (const chunk of stream) {
-      if (o.signal.aborted) break;
-      const send = present(chunk, o, out, stream);
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done === true || o.signal.aborted) break;
+      const send = present(next.value, o, out, stream);
       if (send === null) continue;
       if (out.ttftMs === null) out.ttftMs = performance.now() - o.started;
       if (!res.write(`data: ${JSON.stringify(send)}\n\n`)) await drained(res);
     }
-    if (!o.signal.aborted) {
-      res.end('data: [DONE]\n\n');
-      return out;
-    }
   } catch (e) {
-    if (!o.signal.aborted) {
-      out.error = e instanceof UpstreamError ? toGatewayError(e.isClientFault ? new UpstreamError('reset', e.message) : e) : new GatewayError('internal');
-      if (out.error.status === 503 || out.error.status === 400) out.error = new GatewayError('upstream_failed', { message: 'The model service broke off the stream' });
-      res.end(`data: ${errorBody(out.error, o.traceId)}\n\n`);
-      return out;
-    }
+    failure = e;
+  } finally {
+    o.streams.delete(cut);
+    // Ends the adapter's generator, which closes the upstream response if it is still open.
+    void iterator.return?.()?.catch(() => undefined);
   }
-  out.clientGone = true;
-  out.usage ??= stream.usage;
-  if (!res.destroyed) res.destroy();
+  out.error = cutBy ?? (o.signal.aborted ? null : failure === null ? null : streamError(failure));
+  if (out.error !== null) {
+    res.end(`data: ${errorBody(out.error, o.traceId)}\n\n`);
+  } else if (!o.signal.aborted) {
+    res.end('data: [DONE]\n\n');
+  } else {
+    out.clientGone = true;
+    out.usage ??= stream.usage;
+    if (!res.destroyed) res.destroy();
+  }
   return out;
+}
+
+/** After the first byte every upstream failure is the same to the client: the model service broke off. */
+function streamError(e: unknown): GatewayError {
+  if (!(e instanceof UpstreamError)) return new GatewayError('internal');
+  const err = toGatewayError(e);
+  return err.status === 502 ? err : new GatewayError('upstream_failed', { message: 'The model service broke off the stream' });
 }
 
 /** The chunk as the client sees it, or null to drop it (the usage chunk the client did not ask for). */

@@ -38,7 +38,7 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
     genReqId: traceId,
     requestIdHeader: false,
     return503OnClosing: false,
-    forceCloseConnections: false,
+    forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 2048 },
   });
   const gateway: Gateway = { ...opts.gateway, log: app.log };

@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { resolveAdminKey } from '../auth/admin.js';
+import { GatewayError } from '../errors.js';
 import { KeyCache } from '../auth/authenticate.js';
 import { generateKey } from '../auth/keys.js';
 import { parseUsd } from '../billing/money.js';
@@ -38,7 +39,7 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
   const log = pino({ level: config.log_level, redact: ['req.headers.authorization', 'headers.authorization'] });
   const limiter = openLimiter(config.redis, log);
   const { app, gateway } = buildApp({
-    gateway: { store, catalog, keys: new KeyCache(store), limiter, background: new Set() },
+    gateway: { store, catalog, keys: new KeyCache(store), limiter, background: new Set(), streams: new Set() },
     adminHash: admin.hash,
     bodyLimit: config.server.body_limit,
     maxConcurrentRequests: config.server.max_concurrent_requests,
@@ -52,7 +53,12 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
-      const deadline = setTimeout(() => app.server.closeAllConnections(), config.server.shutdown_timeout_ms);
+      // In-flight requests get shutdown_timeout_ms; then open streams end with a 503 error event
+      // (SPEC §3) and whatever else is left is cut.
+      const deadline = setTimeout(() => {
+        for (const cut of [...gateway.streams]) cut(new GatewayError('shutting_down'));
+        setTimeout(() => app.server.closeAllConnections(), 100).unref();
+      }, config.server.shutdown_timeout_ms);
       await app.close();
       clearTimeout(deadline);
       await Promise.allSettled([...gateway.background]);

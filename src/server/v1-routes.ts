@@ -43,6 +43,7 @@ export function registerV1Routes(app: FastifyInstance, gw: Gateway, maxConcurren
       authorization: req.headers.authorization,
       rawBody: typeof req.body === 'string' ? req.body : undefined,
       signal: ac.signal,
+      abort: () => ac.abort(),
       res,
       headers: {},
     };

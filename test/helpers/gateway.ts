@@ -28,6 +28,8 @@ export interface TestGateway {
   /** url + '/v1', the OpenAI SDK's baseURL */
   baseURL: string;
   running: RunningGateway;
+  /** The gateway's database URL (`sqlite:<temp file>` unless the config says otherwise). */
+  database: string;
   /** Raw HTTP to the gateway. `body` objects are sent as JSON; strings as they are. */
   http(method: string, path: string, opts?: { body?: unknown; headers?: Record<string, string>; key?: string }): Promise<HttpResult>;
   /** Raw HTTP to /admin with the admin key. */
@@ -108,6 +110,7 @@ export async function startTestGateway(config: RawConfig = {}): Promise<TestGate
     url,
     baseURL: url + '/v1',
     running,
+    database: String(raw.database),
     http,
     admin,
     createKey,
