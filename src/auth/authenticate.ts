@@ -1,5 +1,5 @@
 import { GatewayError } from '../errors.js';
-import type { ApiKey, Store } from '../store/types.js';
+import type { ApiKey, Limits, Store } from '../store/types.js';
 import { bearerToken, hashKey } from './keys.js';
 
 /** Unknown keys are cached too (so a flood of bad keys costs no database reads), up to this many entries. */
@@ -12,16 +12,34 @@ const MAX_ENTRIES = 100_000;
  */
 export class KeyCache {
   private readonly entries = new Map<string, ApiKey | null>();
+  /** Account limits by account id (balances are never cached: the store decides holds). */
+  private readonly accounts = new Map<string, Limits | null>();
   private revision = -1;
 
   constructor(private readonly store: Store) {}
 
-  async lookup(hash: string): Promise<ApiKey | null> {
+  private sync(): number {
     const rev = this.store.revision();
     if (rev !== this.revision) {
       this.entries.clear();
+      this.accounts.clear();
       this.revision = rev;
     }
+    return rev;
+  }
+
+  async accountLimits(accountId: string): Promise<Limits | null> {
+    const rev = this.sync();
+    const hit = this.accounts.get(accountId);
+    if (hit !== undefined) return hit;
+    const account = await this.store.getAccount(accountId);
+    if (account === null) throw new GatewayError('invalid_api_key');
+    if (this.store.revision() === rev) this.accounts.set(accountId, account.limits);
+    return account.limits;
+  }
+
+  async lookup(hash: string): Promise<ApiKey | null> {
+    const rev = this.sync();
     const hit = this.entries.get(hash);
     if (hit !== undefined) return hit;
     const key = await this.store.getKeyByHash(hash);

@@ -1,7 +1,7 @@
 import { GatewayError } from '../errors.js';
 import type { ModelRoute } from '../routing/catalog.js';
 import { utcDay, type Limiter, type Subject } from '../limits/types.js';
-import type { Account, Store } from '../store/types.js';
+import type { Store } from '../store/types.js';
 import { costOf, formatUsd, tokensAffordable } from './money.js';
 
 export interface HoldPlan {
@@ -37,44 +37,47 @@ function insufficient(available: bigint, promptCost: bigint, afford: number): Ga
   return new GatewayError('insufficient_balance', { message });
 }
 
-export interface PlacedHold extends HoldPlan {
-  /** The UTC day whose spend quota the hold was reserved against. */
-  day: string;
-}
-
 /**
- * Step 5: reserves the most the request can cost. First against the daily spend quotas of the
- * key and account (429, no retry), then against the account's balance (402), atomically in the
- * store. The plan depends on the available balance, which concurrent requests move, so a hold the
- * store refuses is planned again on the fresher balance.
+ * Step 5: reserves the most the request can cost from the account's balance. The store plans
+ * it on the balance it reads in the same atomic step, so concurrent requests can never hold
+ * more than there is. 402 when even the prompt, or the client's own cap, cannot be covered.
  */
 export async function placeHold(
   store: Store,
-  limiter: Limiter,
-  subjects: Subject[],
   route: ModelRoute,
-  account: Account,
-  h: { id: string; keyId: string; stream: boolean; promptTokens: number; requested: number | null },
-): Promise<PlacedHold> {
-  let available = account.balance - account.held;
-  const day = utcDay(Date.now());
-  for (let attempt = 0; ; attempt++) {
-    const plan = planHold(route, h.promptTokens, h.requested, available);
-    const quota = await limiter.reserveSpend(subjects, plan.amount, day, (s) =>
-      store.spendSince(account.id, Date.parse(day), s.id.startsWith('key:') ? h.keyId : undefined),
-    );
-    if (!quota.ok) throw quotaExhausted(quota.subject);
-    const ok = await store.placeHold({
-      id: h.id, accountId: account.id, keyId: h.keyId, model: route.id, amount: plan.amount, stream: h.stream, createdAt: Date.now(),
-    });
-    if (ok) return { ...plan, day };
-    await limiter.settleSpend(subjects, plan.amount, 0n, day);
-    const fresh = await store.getAccount(account.id);
-    if (fresh === null || attempt >= 3) {
-      throw new GatewayError('insufficient_balance', { message: 'Insufficient account balance: the balance is held by requests in flight' });
-    }
-    available = fresh.balance - fresh.held;
+  h: { id: string; accountId: string; keyId: string; stream: boolean; promptTokens: number; requested: number | null },
+): Promise<HoldPlan> {
+  let planned: HoldPlan | null = null;
+  const r = await store.placePlannedHold(
+    { id: h.id, accountId: h.accountId, keyId: h.keyId, model: route.id, stream: h.stream, createdAt: Date.now() },
+    (available) => {
+      try {
+        planned = planHold(route, h.promptTokens, h.requested, available);
+        return planned.amount;
+      } catch {
+        return null;
+      }
+    },
+  );
+  if (r === null) throw new GatewayError('invalid_api_key');
+  if ('available' in r) {
+    planHold(route, h.promptTokens, h.requested, r.available); // throws the 402 that explains it
+    throw new GatewayError('insufficient_balance');
   }
+  return { amount: r.amount, maxTokens: (planned as HoldPlan | null)?.maxTokens ?? null };
+}
+
+/**
+ * Step 5b: the daily spend quotas of the key and account (429, no retry): refused when today's
+ * spend + what is reserved + this hold would pass them. Returns the UTC day reserved against.
+ */
+export async function reserveQuota(store: Store, limiter: Limiter, subjects: Subject[], accountId: string, keyId: string, amount: bigint): Promise<string> {
+  const day = utcDay(Date.now());
+  const quota = await limiter.reserveSpend(subjects, amount, day, (s) =>
+    store.spendSince(accountId, Date.parse(day), s.id.startsWith('key:') ? keyId : undefined),
+  );
+  if (!quota.ok) throw quotaExhausted(quota.subject);
+  return day;
 }
 
 function quotaExhausted(s: Subject): GatewayError {

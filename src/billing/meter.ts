@@ -19,8 +19,8 @@ export class Meter {
   upstreamModel: string | null = null;
   stream = false;
   hold: Hold | null = null;
-  /** The UTC day the hold's amount was reserved against the spend quotas. */
-  holdDay = '';
+  /** The UTC day the hold's amount was reserved against the spend quotas; null when nothing was reserved. */
+  quotaDay: string | null = null;
   admission: Admission | null = null;
   subjects: Subject[] = [];
   ttftMs: number | null = null;
@@ -64,11 +64,11 @@ export class Meter {
       return;
     }
     const subjects = this.subjects;
-    const day = this.holdDay;
+    const day = this.quotaDay;
     inBackground(
       this.gw,
       store.settle({ hold, cost, usage: record }).then((charged) =>
-        subjects.length > 0 ? limiter.settleSpend(subjects, hold.amount, charged, day) : undefined,
+        day !== null && subjects.length > 0 ? limiter.settleSpend(subjects, hold.amount, charged, day) : undefined,
       ),
     );
   }

@@ -2,7 +2,7 @@ import { authenticate } from '../auth/authenticate.js';
 import { authorize } from '../auth/authorize.js';
 import { costOfUsage } from '../billing/cost.js';
 import { countText, estimatePromptTokens } from '../billing/estimate.js';
-import { placeHold } from '../billing/hold.js';
+import { placeHold, reserveQuota } from '../billing/hold.js';
 import { Meter } from '../billing/meter.js';
 import { usdNumber } from '../billing/money.js';
 import { GatewayError } from '../errors.js';
@@ -13,12 +13,13 @@ import type { Deployment, ModelRoute } from '../routing/catalog.js';
 import { withFailover } from '../routing/failover.js';
 import type { Answer, Exchange, Gateway } from './gateway.js';
 import { relayStream } from './relay-stream.js';
-import { loadAccount, resolveModel } from './resolve-model.js';
+import { resolveModel } from './resolve-model.js';
 import { parseJsonBody, requireModel, validateChat } from './validate-chat.js';
 
 /**
  * POST /v1/chat/completions — the request path, step by step:
- * authenticate → resolve model → authorize → validate → admit (limits) → hold → route (failover) → relay → settle and record.
+ * authenticate → resolve model → authorize → validate → admit (limits) → hold (balance, then
+ * daily quota) → route (failover) → relay → settle and record.
  * Each step is its own module; this file only puts them in order.
  */
 export async function chatCompletions(gw: Gateway, ex: Exchange): Promise<Answer> {
@@ -35,16 +36,15 @@ export async function chatCompletions(gw: Gateway, ex: Exchange): Promise<Answer
     authorize(key, route.id);
     params = validateChat(body, meter.model);
     meter.stream = params.stream;
-    const account = await loadAccount(gw, key);
-    meter.subjects = subjectsOf(key, account);
+    meter.subjects = subjectsOf(key, await gw.keys.accountLimits(key.accountId));
     promptTokens = estimatePromptTokens(body);
     const requested = params.maxTokens === null ? null : params.maxTokens * params.n;
     meter.admission = await admit(gw.limiter, meter.subjects, promptTokens + (requested ?? 0), ex.traceId, ex.headers);
-    const hold = await placeHold(gw.store, gw.limiter, meter.subjects, route, account, {
-      id: ex.traceId, keyId: key.id, stream: params.stream, promptTokens, requested,
+    const hold = await placeHold(gw.store, route, {
+      id: ex.traceId, accountId: key.accountId, keyId: key.id, stream: params.stream, promptTokens, requested,
     });
     meter.hold = { id: ex.traceId, accountId: key.accountId, keyId: key.id, model: route.id, amount: hold.amount, stream: params.stream, createdAt: Date.now() };
-    meter.holdDay = hold.day;
+    if (meter.subjects.length > 0) meter.quotaDay = await reserveQuota(gw.store, gw.limiter, meter.subjects, key.accountId, key.id, hold.amount);
     call = { body, upstreamModel: '', maxTokens: hold.maxTokens, signal: ex.signal };
   } catch (e) {
     meter.fail(e);

@@ -2,7 +2,7 @@ import { authenticate } from '../auth/authenticate.js';
 import { authorize } from '../auth/authorize.js';
 import { costOfUsage } from '../billing/cost.js';
 import { countText } from '../billing/estimate.js';
-import { placeHold } from '../billing/hold.js';
+import { placeHold, reserveQuota } from '../billing/hold.js';
 import { Meter } from '../billing/meter.js';
 import { usdNumber } from '../billing/money.js';
 import { badRequest, GatewayError } from '../errors.js';
@@ -11,7 +11,7 @@ import type { JsonObject } from '../providers/types.js';
 import { UpstreamError } from '../providers/upstream-error.js';
 import { withFailover } from '../routing/failover.js';
 import type { Answer, Exchange, Gateway } from './gateway.js';
-import { loadAccount, resolveModel } from './resolve-model.js';
+import { resolveModel } from './resolve-model.js';
 import { parseJsonBody, requireModel } from './validate-chat.js';
 
 /** POST /v1/embeddings: the chat path's steps, with input tokens only. */
@@ -24,14 +24,13 @@ export async function embeddings(gw: Gateway, ex: Exchange): Promise<Answer> {
     const route = resolveModel(gw.catalog, meter.model);
     authorize(key, route.id);
     const promptTokens = inputTokens(body['input']);
-    const account = await loadAccount(gw, key);
-    meter.subjects = subjectsOf(key, account);
+    meter.subjects = subjectsOf(key, await gw.keys.accountLimits(key.accountId));
     meter.admission = await admit(gw.limiter, meter.subjects, promptTokens, ex.traceId, ex.headers);
-    const hold = await placeHold(gw.store, gw.limiter, meter.subjects, route, account, {
-      id: ex.traceId, keyId: key.id, stream: false, promptTokens, requested: 0,
+    const hold = await placeHold(gw.store, route, {
+      id: ex.traceId, accountId: key.accountId, keyId: key.id, stream: false, promptTokens, requested: 0,
     });
     meter.hold = { id: ex.traceId, accountId: key.accountId, keyId: key.id, model: route.id, amount: hold.amount, stream: false, createdAt: Date.now() };
-    meter.holdDay = hold.day;
+    if (meter.subjects.length > 0) meter.quotaDay = await reserveQuota(gw.store, gw.limiter, meter.subjects, key.accountId, key.id, hold.amount);
     const { result, deployment } = await withFailover(route, ex.signal, (d) =>
       d.provider.embeddings({ body, upstreamModel: d.upstreamModel, signal: ex.signal }),
     );

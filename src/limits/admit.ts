@@ -1,5 +1,5 @@
 import { GatewayError } from '../errors.js';
-import type { Account, ApiKey, Limits } from '../store/types.js';
+import type { ApiKey, Limits } from '../store/types.js';
 import { formatDuration, type LimitState, type Limiter, type Subject, type Ticket } from './types.js';
 
 export interface Admission {
@@ -11,10 +11,10 @@ const hasLimits = (l: Limits | null): l is Limits =>
   l !== null && (l.rpm !== undefined || l.tpm !== undefined || l.concurrency !== undefined || l.daily_spend !== undefined);
 
 /** The key's limits first (its state fills the rate-limit headers), then its account's. */
-export function subjectsOf(key: ApiKey, account: Account): Subject[] {
+export function subjectsOf(key: ApiKey, accountLimits: Limits | null): Subject[] {
   const out: Subject[] = [];
   if (hasLimits(key.limits)) out.push({ id: `key:${key.id}`, limits: key.limits });
-  if (hasLimits(account.limits)) out.push({ id: `acct:${account.id}`, limits: account.limits });
+  if (hasLimits(accountLimits)) out.push({ id: `acct:${key.accountId}`, limits: accountLimits });
   return out;
 }
 

@@ -83,6 +83,12 @@ export interface Hold {
   createdAt: number;
 }
 
+/** A hold whose amount the store decides with the caller's plan (see placePlannedHold). */
+export type NewHold = Omit<Hold, 'amount'>;
+
+/** The amount held; or the available balance the plan refused; or null when there is no such account. */
+export type PlannedHoldResult = { amount: bigint } | { available: bigint } | null;
+
 export interface Settlement {
   hold: Hold;
   /** What the request cost; the store charges at most what the account can pay without touching other holds. */
@@ -149,6 +155,12 @@ export interface Store {
 
   /** Reserves `hold.amount` of the account's available balance; false when it cannot be covered. */
   placeHold(hold: Hold): Promise<boolean>;
+  /**
+   * Reserves what `plan` decides from the account's available balance, atomically with reading
+   * it: no other hold can slip in between. `plan` returns the amount (at most the available
+   * balance), or null to refuse; it must not throw.
+   */
+  placePlannedHold(hold: NewHold, plan: (available: bigint) => bigint | null): Promise<PlannedHoldResult>;
   /** Releases the hold, debits the cost (capped so the balance stays ≥ 0) and writes the usage record, atomically. Returns what was charged. */
   settle(s: Settlement): Promise<bigint>;
   /** A usage record for a request that held nothing (refused or failed before the hold). */

@@ -1,7 +1,8 @@
 // Group commit: the operations of one event-loop turn — holds, settlements, usage records —
 // share one transaction instead of paying a commit each. Every operation still runs against the
 // database itself (a hold is a conditional UPDATE the database decides), so several processes on
-// one file stay exact; each runs in its own savepoint, so one failing operation rejects alone.
+// one file stay exact. Operations are written not to throw (refusals are results); if the
+// transaction fails anyway (disk full), all of it rolls back and every caller gets the error.
 // Callers wait for the commit, so nothing they are told has happened can be lost with the process.
 
 interface Queued {
@@ -17,8 +18,6 @@ export class GroupCommit {
   constructor(
     /** Runs `body` in one transaction (BEGIN IMMEDIATE … COMMIT). */
     private readonly transaction: (body: () => void) => void,
-    /** Wraps one operation in a savepoint inside that transaction. */
-    private readonly savepoint: <T>(op: () => T) => T,
   ) {}
 
   run<T>(op: () => T): Promise<T> {
@@ -37,21 +36,15 @@ export class GroupCommit {
     if (this.queue.length === 0) return;
     const batch = this.queue;
     this.queue = [];
-    const results: { ok: boolean; value: unknown }[] = [];
+    const results: unknown[] = new Array(batch.length);
     try {
       this.transaction(() => {
-        for (const q of batch) {
-          try {
-            results.push({ ok: true, value: this.savepoint(() => q.run()) });
-          } catch (e) {
-            results.push({ ok: false, value: e });
-          }
-        }
+        for (let i = 0; i < batch.length; i++) results[i] = batch[i]!.run();
       });
     } catch (e) {
       for (const q of batch) q.reject(e);
       return;
     }
-    batch.forEach((q, i) => (results[i]!.ok ? q.resolve(results[i]!.value) : q.reject(results[i]!.value)));
+    for (let i = 0; i < batch.length; i++) batch[i]!.resolve(results[i]);
   };
 }

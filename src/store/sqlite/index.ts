@@ -13,7 +13,9 @@ import type {
   KeyPatch,
   LedgerTotals,
   Limits,
+  NewHold,
   NewKey,
+  PlannedHoldResult,
   Settlement,
   Store,
   UsagePage,
@@ -120,9 +122,7 @@ export class SqliteStore implements Store {
       return 'credited';
     });
     const batch = this.db.transaction((body: () => void) => body());
-    // Called inside `batch`, a better-sqlite3 transaction function runs as a savepoint.
-    const savepoint = this.db.transaction((op: () => unknown) => op());
-    this.group = new GroupCommit((body) => batch.immediate(body), <T>(op: () => T) => savepoint(op) as T);
+    this.group = new GroupCommit((body) => batch.immediate(body));
     if (path !== ':memory:') {
       this.db.pragma('wal_autocheckpoint = 0');
       this.checkpointer = startCheckpointer(path);
@@ -168,7 +168,7 @@ export class SqliteStore implements Store {
       listKeys: db.prepare('SELECT * FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id'),
       listKeysOf: db.prepare('SELECT * FROM api_keys WHERE account_id = ? AND revoked_at IS NULL ORDER BY created_at, id'),
       revokeKey: db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
-      placeHold: db.prepare('UPDATE accounts SET held = held + ? WHERE id = ? AND balance - held >= ?'),
+      addHeld: db.prepare('UPDATE accounts SET held = held + ? WHERE id = ?'),
       balanceOf: db.prepare('SELECT balance, held FROM accounts WHERE id = ?'),
       insertHold: db.prepare('INSERT INTO holds (id, account_id, key_id, model, amount, stream, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       deleteHold: db.prepare('DELETE FROM holds WHERE id = ?'),
@@ -285,11 +285,21 @@ export class SqliteStore implements Store {
     return changed;
   }
 
-  placeHold(h: Hold): Promise<boolean> {
-    return this.group.run(() => {
-      if (this.s.placeHold.run(h.amount, h.accountId, h.amount).changes === 0) return false;
-      this.s.insertHold.run(h.id, h.accountId, h.keyId, h.model, h.amount, h.stream ? 1 : 0, h.createdAt);
-      return true;
+  async placeHold(h: Hold): Promise<boolean> {
+    const r = await this.placePlannedHold(h, (available) => (available >= h.amount ? h.amount : null));
+    return r !== null && 'amount' in r;
+  }
+
+  placePlannedHold(h: NewHold, plan: (available: bigint) => bigint | null): Promise<PlannedHoldResult> {
+    return this.group.run((): PlannedHoldResult => {
+      const acct = this.s.balanceOf.get(h.accountId) as Row | undefined;
+      if (acct === undefined) return null;
+      const available = big(acct['balance']) - big(acct['held']);
+      const amount = plan(available);
+      if (amount === null || amount < 0n || amount > available) return { available };
+      this.s.addHeld.run(amount, h.accountId);
+      this.s.insertHold.run(h.id, h.accountId, h.keyId, h.model, amount, h.stream ? 1 : 0, h.createdAt);
+      return { amount };
     });
   }
 
