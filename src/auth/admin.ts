@@ -12,7 +12,7 @@ export async function resolveAdminKey(store: Store, configured: string | undefin
   if (configured !== undefined && configured !== '') return { hash: hashKey(configured), generated: null };
   const stored = await store.getSetting(SETTING);
   if (stored !== null) return { hash: stored, generated: null };
-  const { key, hash } = generateKey();
+  const { key } = generateKey();
   const adminKey = `sk-admin-${key.slice(3)}`;
   await store.setSetting(SETTING, hashKey(adminKey));
   return { hash: hashKey(adminKey), generated: adminKey };

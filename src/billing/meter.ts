@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import { isGatewayError } from '../errors.js';
+import { GatewayError, isGatewayError } from '../errors.js';
+import { UpstreamError } from '../providers/upstream-error.js';
 import { inBackground, type Exchange, type Gateway } from '../gateway/gateway.js';
 import type { TokenUsage } from '../providers/types.js';
 import type { Admission } from '../limits/admit.js';
@@ -77,5 +78,19 @@ export class Meter {
   fail(err: unknown): void {
     if (isGatewayError(err)) this.finish(err.status, err.type, null, 0n);
     else this.finish(500, 'api_error', null, 0n);
+  }
+
+  /**
+   * Records a failure after the hold and says what the client gets: nothing (null) when it went
+   * away, else the error to send. An upstream failure that escaped routing is a 502.
+   */
+  failAfterHold(err: unknown): GatewayError | null {
+    if (err instanceof UpstreamError && err.failure === 'aborted') {
+      this.finish(499, 'client_closed', null, 0n);
+      return null;
+    }
+    this.fail(err);
+    if (err instanceof UpstreamError) return new GatewayError('upstream_failed');
+    return isGatewayError(err) ? err : new GatewayError('internal');
   }
 }

@@ -5,13 +5,12 @@ import { countText, estimatePromptTokens } from '../billing/estimate.js';
 import { placeHold, reserveQuota } from '../billing/hold.js';
 import { Meter } from '../billing/meter.js';
 import { usdNumber } from '../billing/money.js';
-import { GatewayError } from '../errors.js';
 import { admit, subjectsOf } from '../limits/admit.js';
 import type { ChatCall, JsonObject, TokenUsage } from '../providers/types.js';
-import { UpstreamError } from '../providers/upstream-error.js';
 import type { Deployment, ModelRoute } from '../routing/catalog.js';
 import { withFailover } from '../routing/failover.js';
 import type { Answer, Exchange, Gateway } from './gateway.js';
+import { presentResult } from './present.js';
 import { relayStream } from './relay-stream.js';
 import { resolveModel } from './resolve-model.js';
 import { parseJsonBody, requireModel, validateChat } from './validate-chat.js';
@@ -64,7 +63,7 @@ export async function chatCompletions(gw: Gateway, ex: Exchange): Promise<Answer
       const result = await forward((c, d) => d.provider.chat(c));
       const usage = result.usage ?? { promptTokens, completionTokens: countText(contentOf(result.body)), cachedTokens: 0 };
       const cost = costOfUsage(usage, route.price);
-      presentCompletion(result.body, meter.model, cost);
+      presentResult(result.body, meter.model, cost);
       meter.finish(200, null, usage, cost);
       return { status: 200, body: JSON.stringify(result.body) };
     }
@@ -82,20 +81,10 @@ export async function chatCompletions(gw: Gateway, ex: Exchange): Promise<Answer
     else meter.finish(200, null, usage, cost);
     return null;
   } catch (e) {
-    if (e instanceof UpstreamError && e.failure === 'aborted') {
-      meter.finish(499, 'client_closed', null, 0n);
-      return null;
-    }
-    meter.fail(e);
-    throw e instanceof UpstreamError ? new GatewayError('upstream_failed') : e;
+    const err = meter.failAfterHold(e);
+    if (err === null) return null;
+    throw err;
   }
-}
-
-/** The completion as the client sees it: the model it asked for, and what the request cost. */
-function presentCompletion(body: JsonObject, model: string, cost: bigint): void {
-  body['model'] = model;
-  const usage = body['usage'];
-  if (usage !== null && typeof usage === 'object') (usage as JsonObject)['cost'] = usdNumber(cost);
 }
 
 function contentOf(body: JsonObject): string {

@@ -4,13 +4,11 @@ import { costOfUsage } from '../billing/cost.js';
 import { countText } from '../billing/estimate.js';
 import { placeHold, reserveQuota } from '../billing/hold.js';
 import { Meter } from '../billing/meter.js';
-import { usdNumber } from '../billing/money.js';
-import { badRequest, GatewayError } from '../errors.js';
+import { badRequest } from '../errors.js';
 import { admit, subjectsOf } from '../limits/admit.js';
-import type { JsonObject } from '../providers/types.js';
-import { UpstreamError } from '../providers/upstream-error.js';
 import { withFailover } from '../routing/failover.js';
 import type { Answer, Exchange, Gateway } from './gateway.js';
+import { presentResult } from './present.js';
 import { resolveModel } from './resolve-model.js';
 import { parseJsonBody, requireModel } from './validate-chat.js';
 
@@ -38,18 +36,13 @@ export async function embeddings(gw: Gateway, ex: Exchange): Promise<Answer> {
     meter.upstreamModel = deployment.upstreamModel;
     const usage = result.usage ?? { promptTokens, completionTokens: 0, cachedTokens: 0 };
     const cost = costOfUsage(usage, route.price);
-    result.body['model'] = meter.model;
-    const u = result.body['usage'];
-    if (u !== null && typeof u === 'object') (u as JsonObject)['cost'] = usdNumber(cost);
+    presentResult(result.body, meter.model, cost);
     meter.finish(200, null, usage, cost);
     return { status: 200, body: JSON.stringify(result.body) };
   } catch (e) {
-    if (e instanceof UpstreamError && e.failure === 'aborted') {
-      meter.finish(499, 'client_closed', null, 0n);
-      return null;
-    }
-    meter.fail(e);
-    throw e instanceof UpstreamError ? new GatewayError('upstream_failed') : e;
+    const err = meter.failAfterHold(e);
+    if (err === null) return null;
+    throw err;
   }
 }
 
