@@ -149,6 +149,23 @@ for (const kind of ['in-process', 'Redis'] as const) {
       const refused = rs.find((r) => r.status === 429)!;
       assert.match(refused.json.error.message, /account's limit of 3 requests per minute/);
     });
+
+    test('an account\'s limits changed by PATCH apply from the next request', async () => {
+      const acct = await gw.admin('POST', '/accounts', { name: 'patched', credit: '10' });
+      const k = await gw.createKey({ accountId: acct.json.id });
+      assert.equal((await gw.http('POST', '/v1/chat/completions', { key: k.key, body: chat })).status, 200);
+      const patched = await gw.admin('PATCH', `/accounts/${acct.json.id}`, { limits: { concurrency: 1, daily_spend: '0' } });
+      assert.equal(patched.status, 200);
+      assert.deepEqual(patched.json.limits, { concurrency: 1, daily_spend: '0.000000000' });
+      const r = await gw.http('POST', '/v1/chat/completions', { key: k.key, body: chat });
+      assertError(r, 429, 'rate_limit_error');
+      assert.match(r.json.error.message, /account's limit of 0.000000000 USD per UTC day/);
+      assert.equal((await gw.admin('PATCH', `/accounts/${acct.json.id}`, { limits: null })).json.limits, null);
+      assert.equal((await gw.http('POST', '/v1/chat/completions', { key: k.key, body: chat })).status, 200);
+      const bad = await gw.admin('PATCH', `/accounts/${acct.json.id}`, { limits: { rpm: -1 } });
+      assertError(bad, 400, 'invalid_request_error');
+      assert.equal(bad.json.error.param, 'limits.rpm');
+    });
   });
 }
 

@@ -87,6 +87,17 @@ export async function getAccount(store: Store, id: string): Promise<Account> {
   return a;
 }
 
+export async function updateAccount(store: Store, id: string, input: unknown): Promise<Account> {
+  const b = body(input);
+  onlyKeys(b, ['name', 'limits']);
+  const patch: { name?: string; limits?: Limits | null } = {};
+  if (b['name'] !== undefined) patch.name = parseName(b['name'], true)!;
+  if (b['limits'] !== undefined) patch.limits = parseLimits(b['limits']);
+  const a = await store.updateAccount(id, patch);
+  if (a === null) throw new GatewayError('not_found', { message: `No account with id "${id.slice(0, 100)}"` });
+  return a;
+}
+
 export async function creditAccount(store: Store, id: string, input: unknown, idempotencyKey: string | undefined): Promise<Account> {
   const b = body(input);
   onlyKeys(b, ['amount', 'note']);

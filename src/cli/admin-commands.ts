@@ -64,6 +64,22 @@ export function registerAdminCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(withStore(program, async (store, id: string) => presentAccount(await admin.getAccount(store, id))));
   accounts
+    .command('update <id>')
+    .description('rename the account or set its limits (applied across all its keys)')
+    .option('--name <name>', 'new name')
+    .option('--rpm <n>').option('--tpm <n>').option('--concurrency <n>').option('--daily-spend <usd>')
+    .option('--no-limits', 'remove all account limits')
+    .option('--json', 'print JSON')
+    .action(
+      withStore(program, async (store, id: string, o: LimitOpts & { name?: string; limits?: boolean }) => {
+        const patch: Out = {};
+        if (o.name !== undefined) patch['name'] = o.name;
+        if (o.limits === false) patch['limits'] = null;
+        else if (limitsFrom(o) !== undefined) patch['limits'] = limitsFrom(o);
+        return presentAccount(await admin.updateAccount(store, id, patch));
+      }),
+    );
+  accounts
     .command('credit <id>')
     .requiredOption('--amount <usd>', 'amount in USD')
     .option('--note <text>', 'ledger note')

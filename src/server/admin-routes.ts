@@ -20,7 +20,8 @@ export function registerAdminRoutes(app: FastifyInstance, store: Store, adminHas
       });
       methodNotAllowed(scope, '/accounts', ['POST']);
       scope.get('/accounts/:id', async (req: WithId) => presentAccount(await admin.getAccount(store, req.params.id)));
-      methodNotAllowed(scope, '/accounts/:id', ['GET']);
+      scope.patch('/accounts/:id', async (req: WithId) => presentAccount(await admin.updateAccount(store, req.params.id, json(req))));
+      methodNotAllowed(scope, '/accounts/:id', ['GET', 'PATCH']);
       scope.post('/accounts/:id/credit', async (req: WithId) => {
         const idem = req.headers['idempotency-key'];
         return presentAccount(await admin.creditAccount(store, req.params.id, json(req), Array.isArray(idem) ? idem[0] : idem));

@@ -141,6 +141,8 @@ export interface Store {
 
   createAccount(input: { name: string; credit: bigint; limits?: Limits | null }): Promise<Account>;
   getAccount(id: string): Promise<Account | null>;
+  /** Renames the account or replaces its limits; null when there is no such account. */
+  updateAccount(id: string, patch: { name?: string; limits?: Limits | null }): Promise<Account | null>;
   countAccounts(): Promise<number>;
   credit(input: CreditInput): Promise<CreditResult>;
   ledgerTotals(accountId: string): Promise<LedgerTotals>;

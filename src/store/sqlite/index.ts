@@ -152,6 +152,8 @@ export class SqliteStore implements Store {
       insertAccount: db.prepare('INSERT INTO accounts (id, name, balance, held, limits, created_at) VALUES (?, ?, 0, 0, ?, ?)'),
       getAccount: db.prepare('SELECT * FROM accounts WHERE id = ?'),
       countAccounts: db.prepare('SELECT COUNT(*) FROM accounts').pluck(),
+      renameAccount: db.prepare('UPDATE accounts SET name = ? WHERE id = ?'),
+      setAccountLimits: db.prepare('UPDATE accounts SET limits = ? WHERE id = ?'),
       addBalance: db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?'),
       insertLedger: db.prepare(
         'INSERT INTO ledger (account_id, kind, amount, trace_id, note, idempotency_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
@@ -220,6 +222,13 @@ export class SqliteStore implements Store {
   async getAccount(id: string): Promise<Account | null> {
     const r = this.s.getAccount.get(id) as Row | undefined;
     return r === undefined ? null : toAccount(r);
+  }
+
+  async updateAccount(id: string, patch: { name?: string; limits?: Limits | null }): Promise<Account | null> {
+    if (patch.name !== undefined) this.s.renameAccount.run(patch.name, id);
+    if (patch.limits !== undefined) this.s.setAccountLimits.run(encodeLimits(patch.limits), id);
+    this.localRevision++;
+    return this.getAccount(id);
   }
 
   async countAccounts(): Promise<number> {
