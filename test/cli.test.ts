@@ -218,7 +218,7 @@ describe('keys and usage, with a server running on the same database', () => {
     const deadline = Date.now() + 5000;
     let rows: any[] = [];
     while (Date.now() < deadline) {
-      rows = (await cliJson('usage', '--key', keyId)) as any[];
+      rows = ((await cliJson('usage', '--key', keyId)) as any).data;
       if (rows.length >= 4) break;
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -237,13 +237,13 @@ describe('keys and usage, with a server running on the same database', () => {
     assert.equal(rows[1].error_type, 'api_key_frozen');
     assert.equal(rows[1].cost, '0.000000000');
 
-    // Paging through the CLI: the cursor comes last when there is more.
-    const page = (await cliJson('usage', '--account', accountId, '--limit', '2')) as any[];
-    assert.equal(page.length, 3);
-    assert.equal(typeof page[2].next_cursor, 'string');
-    const rest = (await cliJson('usage', '--account', accountId, '--limit', '2', '--cursor', page[2].next_cursor)) as any[];
-    assert.equal(rest.length, 2, 'the last page carries no cursor');
-    assert.ok(rest.every((u) => !('next_cursor' in u)));
-    assert.deepEqual([...page.slice(0, 2), ...rest].map((u) => u.trace_id), rows.map((u) => u.trace_id));
+    // Paging through the CLI: the admin API's shape, next_cursor null on the last page.
+    const page = (await cliJson('usage', '--account', accountId, '--limit', '2')) as any;
+    assert.equal(page.data.length, 2);
+    assert.equal(typeof page.next_cursor, 'string');
+    const rest = (await cliJson('usage', '--account', accountId, '--limit', '2', '--cursor', page.next_cursor)) as any;
+    assert.equal(rest.data.length, 2);
+    assert.equal(rest.next_cursor, null, 'the last page carries no cursor');
+    assert.deepEqual([...page.data, ...rest.data].map((u: any) => u.trace_id), rows.map((u) => u.trace_id));
   });
 });

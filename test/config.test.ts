@@ -143,12 +143,20 @@ ${DEMO_PROVIDER}`;
       const msg = configError(() =>
         parseConfigText(DEMO_PROVIDER + MODEL('glm-5.1', `pricing: { input: ${bad}, output: 3.2 }\ndeployments: [{ provider: local, model: demo }]`)),
       );
-      assert.match(msg, /(^|\n)models\.glm-5\.1\.pricing\.input: /, `input ${bad}: ${msg}`);
+      assert.match(msg, /(^|\n)models\.glm-5\.1\.pricing\.input: expected a number/, `input ${bad}: ${msg}`);
     }
     const missing = configError(() =>
       parseConfigText(DEMO_PROVIDER + MODEL('glm-5.1', 'pricing: { output: 3.2 }\ndeployments: [{ provider: local, model: demo }]')),
     );
     assert.match(missing, /models\.glm-5\.1\.pricing\.input/);
+  });
+
+  test('a variable the file needs but the environment lacks is named', () => {
+    const msg = configError(() =>
+      parseConfigText('providers:\n  up:\n    type: openai\n    base_url: ${UP_URL}\nmodels: {}\n', {}),
+    );
+    assert.match(msg, /^providers\.up\.base_url: /m);
+    assert.match(msg, /not set in the environment: \$\{UP_URL\}/);
   });
 
   test('other wrong types name their path', () => {

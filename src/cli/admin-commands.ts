@@ -135,9 +135,12 @@ export function registerAdminCommands(program: Command): void {
     .option('--limit <n>', 'records per page', '100').option('--cursor <cursor>')
     .option('--json', 'print JSON')
     .action(
-      withStore(program, async (store, o: { account?: string; key?: string; from?: string; to?: string; limit?: string; cursor?: string }) => {
+      withStore(program, async (store, o: { account?: string; key?: string; from?: string; to?: string; limit?: string; cursor?: string; json?: boolean }) => {
         const page = await admin.listUsage(store, { account_id: o.account, key_id: o.key, from: o.from, to: o.to, limit: o.limit, cursor: o.cursor });
-        return page.data.map(presentUsage).concat(page.nextCursor === null ? [] : [{ next_cursor: page.nextCursor }]);
+        const data = page.data.map(presentUsage);
+        // --json: the admin API's shape; text: a line a record, then where the next page starts.
+        if (o.json === true) return { object: 'list', data, next_cursor: page.nextCursor };
+        return page.nextCursor === null ? data : [...data, { next_cursor: page.nextCursor }];
       }),
     );
 }

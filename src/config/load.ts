@@ -54,15 +54,21 @@ function withDefaultModels(raw: unknown): unknown {
 const VAR = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 
 /** `${VAR}` and `${VAR:-default}`, replaced in the text before parsing so that numbers stay numbers. An unset variable without a default becomes empty. */
-export function interpolate(text: string, env: NodeJS.ProcessEnv): string {
+export function interpolate(text: string, env: NodeJS.ProcessEnv, unset: string[] = []): string {
   return text.replace(VAR, (_m, name: string, fallback: string | undefined) => {
     const value = env[name];
-    return value !== undefined && value !== '' ? value : (fallback ?? '');
+    if (value !== undefined && value !== '') return value;
+    if (fallback === undefined) unset.push(name);
+    return fallback ?? '';
   });
 }
 
+/** Variables the file named that were empty; a validation error mentions them, since they are the likely cause. */
+let unsetVariables: string[] = [];
+
 function parseYaml(text: string, env: NodeJS.ProcessEnv, where: string): unknown {
-  const doc = parseDocument(interpolate(text, env), { prettyErrors: true });
+  unsetVariables = [];
+  const doc = parseDocument(interpolate(text, env, unsetVariables), { prettyErrors: true });
   if (doc.errors.length > 0) {
     const first = doc.errors[0]!;
     throw new ConfigError(`${where}: invalid YAML: ${first.message.split('\n')[0]}`);
@@ -104,7 +110,8 @@ function validate(raw: unknown): Config {
   }
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.slice(0, 10).map(formatIssue).join('\n'));
+    const hint = unsetVariables.length > 0 ? `\n(not set in the environment: ${[...new Set(unsetVariables)].map((v) => '${' + v + '}').join(', ')})` : '';
+    throw new ConfigError(parsed.error.issues.slice(0, 10).map(formatIssue).join('\n') + hint);
   }
   const config = parsed.data;
   const problems: string[] = [];

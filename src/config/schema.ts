@@ -4,9 +4,9 @@ import { parseUsd } from '../billing/money.js';
 // The config file's shape. Defaults live here so that a missing file, an empty file and a
 // partial file all mean the same thing. Durations are milliseconds; sizes are bytes.
 
-const price = z
-  .union([z.number(), z.string()])
-  .refine((v) => parseUsd(v) !== null, { message: 'expected a non-negative number with at most 9 decimal places' });
+const price = z.custom<number | string>((v) => (typeof v === 'number' || typeof v === 'string') && parseUsd(v) !== null, {
+  message: 'expected a number (USD per 1M tokens, at least 0, at most 9 decimal places)',
+});
 
 const timeouts = {
   /** Whole response of a non-streamed request. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import type { Hold, NewKey, Store, UsageRecord } from '../../src/store/types.js';
+import type { Hold, NewHold, NewKey, Store, UsageRecord } from '../../src/store/types.js';
 
 // The behaviour every Store implementation owes the gateway (src/store/types.ts), written against
 // the interface only: no SQL, no table names. SQLite runs it now; PostgreSQL must pass it as is.
@@ -135,6 +135,25 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
         assert.equal(r.kind, 'credited');
         assert.equal((await store.getAccount(a.id))!.balance, big + 1n);
         await assertBooks(a.id);
+      });
+
+      test('updateAccount renames and replaces limits; the revision moves (account limits are cached with keys)', async () => {
+        const a = await store.createAccount({ name: 'before', credit: 9n, limits: { rpm: 3 } });
+        let r = store.revision();
+        const renamed = await store.updateAccount(a.id, { name: 'after' });
+        assert.equal(renamed!.name, 'after');
+        assert.deepEqual(renamed!.limits, { rpm: 3 }, 'limits untouched');
+        assert.equal(renamed!.balance, 9n, 'balance untouched');
+        assert.notEqual(store.revision(), r);
+        r = store.revision();
+        const limited = await store.updateAccount(a.id, { limits: { concurrency: 2, daily_spend: 5n } });
+        assert.deepEqual(limited!.limits, { concurrency: 2, daily_spend: 5n });
+        assert.equal(limited!.name, 'after');
+        assert.notEqual(store.revision(), r);
+        const cleared = await store.updateAccount(a.id, { limits: null });
+        assert.equal(cleared!.limits, null);
+        assert.deepEqual(await store.getAccount(a.id), cleared);
+        assert.equal(await store.updateAccount(uniq('acct_missing'), { name: 'x' }), null);
       });
 
       test('getAccount of an unknown id is null', async () => {
@@ -485,6 +504,70 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
         );
       });
 
+      describe('placePlannedHold', () => {
+        const newHold = (accountId: string, keyId: string): NewHold => {
+          const { amount: _amount, ...rest } = hold(accountId, keyId, 0n);
+          return rest;
+        };
+
+        test('the plan sees the available balance (balance - held) and its amount is held', async () => {
+          const { accountId, keyId } = await fixture(1000n);
+          assert.equal(await store.placeHold(hold(accountId, keyId, 300n)), true);
+          const seen: bigint[] = [];
+          const h = newHold(accountId, keyId);
+          const r = await store.placePlannedHold(h, (available) => (seen.push(available), available / 2n));
+          assert.deepEqual(seen, [700n]);
+          assert.deepEqual(r, { amount: 350n });
+          await assertBooks(accountId, { balance: 1000n, held: 650n });
+          // The hold it placed settles like any other.
+          assert.equal(await store.settle({ hold: { ...h, amount: 350n }, cost: 100n, usage: usage(h, { cost: 100n }) }), 100n);
+          await assertBooks(accountId, { balance: 900n, held: 300n });
+          await store.recoverHolds();
+        });
+
+        test('a plan that refuses (null) holds nothing and reports the available balance', async () => {
+          const { accountId, keyId } = await fixture(40n);
+          assert.deepEqual(await store.placePlannedHold(newHold(accountId, keyId), () => null), { available: 40n });
+          await assertBooks(accountId, { balance: 40n, held: 0n });
+        });
+
+        test('the store never holds more than is available, whatever the plan says', async () => {
+          const { accountId, keyId } = await fixture(40n);
+          assert.deepEqual(await store.placePlannedHold(newHold(accountId, keyId), (a) => a + 1n), { available: 40n });
+          assert.deepEqual(await store.placePlannedHold(newHold(accountId, keyId), () => -1n), { available: 40n });
+          await assertBooks(accountId, { balance: 40n, held: 0n });
+          assert.deepEqual(await store.placePlannedHold(newHold(accountId, keyId), (a) => a), { amount: 40n });
+          assert.deepEqual(await store.placePlannedHold(newHold(accountId, keyId), (a) => (a === 0n ? 0n : null)), { amount: 0n });
+          await assertBooks(accountId, { balance: 40n, held: 40n });
+          await store.recoverHolds();
+        });
+
+        test('an unknown account is null', async () => {
+          assert.equal(await store.placePlannedHold(newHold(uniq('acct_missing'), uniq('key')), () => 1n), null);
+        });
+
+        test('concurrent planned holds each see what the others left', async () => {
+          const { accountId, keyId } = await fixture(255n);
+          const fixed = await Promise.all(
+            Array.from({ length: 50 }, () => store.placePlannedHold(newHold(accountId, keyId), (a) => (a >= 10n ? 10n : null))),
+          );
+          assert.equal(fixed.filter((r) => r !== null && 'amount' in r).length, 25);
+          assert.deepEqual(fixed.filter((r) => r !== null && 'available' in r), Array(25).fill({ available: 5n }));
+          await assertBooks(accountId, { balance: 255n, held: 250n });
+          await store.recoverHolds();
+
+          // "Half of what is left": each plan must see the holds placed before it.
+          const { accountId: b, keyId: bk } = await fixture(1024n);
+          const halves = await Promise.all(
+            Array.from({ length: 8 }, () => store.placePlannedHold(newHold(b, bk), (a) => (a >= 2n ? a / 2n : null))),
+          );
+          const amounts = halves.map((r) => (r !== null && 'amount' in r ? r.amount : -1n)).sort((x, y) => (x > y ? -1 : x < y ? 1 : 0));
+          assert.deepEqual(amounts, [512n, 256n, 128n, 64n, 32n, 16n, 8n, 4n]);
+          await assertBooks(b, { balance: 1024n, held: 1020n });
+          await store.recoverHolds();
+        });
+      });
+
       test('recoverHolds releases every hold and records each as interrupted', async () => {
         const x = await fixture(100n);
         const y = await fixture(100n);
@@ -749,12 +832,27 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
           }
           const live = await store.getKeyByHash(k.hash);
           assert.ok(live === null || live.revokedAt !== null);
+          const r = store.revision();
+          await second.updateAccount(a.id, { limits: { rpm: 1 } });
+          assert.notEqual(store.revision(), r, 'revision moved after an account limit change by the other connection');
         });
 
         test('holds placed through both connections never exceed the balance', async () => {
           const { accountId, keyId } = await fixture(100n);
           const tries = Array.from({ length: 30 }, (_, i) => (i % 2 === 0 ? store : second).placeHold(hold(accountId, keyId, 7n)));
           const ok = (await Promise.all(tries)).filter(Boolean).length;
+          assert.equal(ok, 14);
+          await assertBooks(accountId, { balance: 100n, held: 98n });
+          await store.recoverHolds();
+        });
+
+        test('planned holds through both connections see each other', async () => {
+          const { accountId, keyId } = await fixture(100n);
+          const tries = Array.from({ length: 30 }, (_, i) => {
+            const { amount: _a, ...h } = hold(accountId, keyId, 0n);
+            return (i % 2 === 0 ? store : second).placePlannedHold(h, (a) => (a >= 7n ? 7n : null));
+          });
+          const ok = (await Promise.all(tries)).filter((r) => r !== null && 'amount' in r).length;
           assert.equal(ok, 14);
           await assertBooks(accountId, { balance: 100n, held: 98n });
           await store.recoverHolds();

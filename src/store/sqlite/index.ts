@@ -323,7 +323,9 @@ export class SqliteStore implements Store {
   /** Inside a transaction: releases the hold and debits at most what the account can pay without touching other holds. */
   private settleOne(holdId: string, accountId: string, holdAmount: bigint, cost: bigint): bigint {
     const release = this.s.deleteHold.run(holdId).changes > 0 ? holdAmount : 0n;
-    const acct = this.s.balanceOf.get(accountId) as Row;
+    const acct = this.s.balanceOf.get(accountId) as Row | undefined;
+    // Operations of a group commit must not throw: an account that is not there is charged nothing.
+    if (acct === undefined) return 0n;
     const free = big(acct['balance']) - (big(acct['held']) - release);
     // The hold covers the cost unless the prompt was longer than estimated; even then the balance stays ≥ 0.
     const charged = cost <= 0n ? 0n : cost > free ? (free > 0n ? free : 0n) : cost;
