@@ -13,6 +13,7 @@ import { ADMIN_KEY, startTestGateway, type HttpResult, type TestGateway } from '
 import { limiterContract } from './helpers/limiter-contract.js';
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 limiterContract('in-process', async () => new MemoryLimiter());
 limiterContract('Redis', async () => {
@@ -224,6 +225,52 @@ describe('several replicas', () => {
       assert.deepEqual(rs.map((r) => r.status).sort(), [200, 200, 429, 429]);
     } finally {
       await gw.close();
+    }
+  });
+});
+
+describe('Redis outage', () => {
+  test('the gateway serves in process while Redis is down, and returns to Redis when it is back', async () => {
+    const port = await freePort();
+    const startRedis = async (): Promise<ChildProcess> => {
+      const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+      for (let i = 0; i < 100; i++) {
+        const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+        probe.on('error', () => undefined);
+        const up = await probe.connect().then(() => probe.ping()).then(() => true, () => false);
+        probe.disconnect();
+        if (up) return p;
+        await sleep(50);
+      }
+      throw new Error('redis-server did not start');
+    };
+    let redis = await startRedis();
+    const gw = await startTestGateway({ redis: `redis://127.0.0.1:${port}` });
+    const watcher = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 0, retryStrategy: () => 100 });
+    watcher.on('error', () => undefined);
+    try {
+      const { key, id } = await gw.createKey({ limits: { rpm: 1000 } });
+      const send = () => gw.http('POST', '/v1/chat/completions', { key, body: chat });
+      const inRedis = async (): Promise<number> => (await watcher.zcard(`t360:key:${id}:r`).catch(() => -1));
+      assert.equal((await send()).status, 200);
+      assert.equal(await inRedis(), 1, 'admissions are recorded in Redis');
+
+      redis.kill('SIGKILL');
+      await new Promise((r) => redis.once('exit', r));
+      for (let i = 0; i < 3; i++) assert.equal((await send()).status, 200, 'served while Redis is down');
+
+      redis = await startRedis();
+      let seen = 0;
+      for (let i = 0; i < 100 && seen === 0; i++) {
+        await send();
+        seen = await inRedis();
+        if (seen <= 0) await sleep(100);
+      }
+      assert.ok(seen >= 1, 'admissions reach Redis again once it is back');
+    } finally {
+      watcher.disconnect();
+      await gw.close();
+      redis.kill('SIGKILL');
     }
   });
 });

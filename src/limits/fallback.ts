@@ -32,6 +32,28 @@ export class FallbackLimiter implements Limiter {
     client.on('end', () => this.markDown());
   }
 
+  /**
+   * Resolves once Redis answers, or after `timeoutMs`. Start-up waits for it: requests admitted
+   * in process while Redis connects would be invisible to Redis and could pass a limit.
+   */
+  ready(timeoutMs: number): Promise<boolean> {
+    if (this.redis.redis.status === 'ready') return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean): void => {
+        clearTimeout(timer);
+        this.redis.redis.off('ready', onReady);
+        this.redis.redis.off('error', onError);
+        resolve(ok);
+      };
+      const onReady = (): void => done(true);
+      // A refused connection will not turn ready in time: start in process now, not after the timeout.
+      const onError = (): void => done(false);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.redis.redis.once('ready', onReady);
+      this.redis.redis.once('error', onError);
+    });
+  }
+
   private markDown(): void {
     if (!this.down) this.log.warn({}, 'Redis is unreachable: rate limits fall back to this process until it returns');
     this.down = true;

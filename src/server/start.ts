@@ -37,7 +37,7 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
   const recovered = await store.recoverHolds();
 
   const log = pino({ level: config.log_level, redact: ['req.headers.authorization', 'headers.authorization'] });
-  const limiter = openLimiter(config.redis, log);
+  const limiter = await openLimiter(config.redis, log);
   const { app, gateway } = buildApp({
     gateway: { store, catalog, keys: new KeyCache(store), limiter, background: new Set(), streams: new Set() },
     adminHash: admin.hash,
