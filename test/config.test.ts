@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
 import { ConfigError, loadConfig, parseConfigText } from '../src/config/load.js';
+import { freePort } from './helpers/process.js';
 
 // SPEC §1: the config file, its interpolation and environment overrides, the errors an operator
 // sees, and the first start of `token360 serve` on embedded defaults.
@@ -277,14 +277,6 @@ function runCli(args: string[], cwd: string, env: Record<string, string> = {}): 
       else resolve({ code: err === null ? 0 : (err as unknown as { code: number }).code, stdout, stderr });
     });
   });
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((res) => srv.close(() => res()));
-  return port;
 }
 
 interface Served {

@@ -49,7 +49,8 @@ interface Sent {
 }
 
 async function send(s: Sent): Promise<{ status: number; headers: Record<string, string>; text: string }> {
-  const res = await request(gw.url + s.path, { method: s.method as 'GET', headers: s.headers, body: s.body });
+  // An answer that never comes is a failure too, not a hung suite.
+  const res = await request(gw.url + s.path, { method: s.method as 'GET', headers: s.headers, body: s.body, headersTimeout: 5000, bodyTimeout: 5000 });
   const text = await res.body.text();
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -11,6 +10,7 @@ import { MemoryLimiter } from '../src/limits/memory.js';
 import { RedisLimiter } from '../src/limits/redis.js';
 import { ADMIN_KEY, startTestGateway, type HttpResult, type TestGateway } from './helpers/gateway.js';
 import { limiterContract } from './helpers/limiter-contract.js';
+import { exited, freePort, spawnGateway } from './helpers/process.js';
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -170,27 +170,6 @@ for (const kind of ['in-process', 'Redis'] as const) {
   });
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function spawnGateway(configPath: string, port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['dist/cli/main.js', 'serve', '--config', configPath, '--port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('gateway did not start')), 10_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      if (d.toString().includes('token360 listening')) (clearTimeout(t), resolve());
-    });
-    child.once('exit', (code) => reject(new Error(`gateway exited ${code}`)));
-  });
-  return child;
-}
-
 describe('several replicas', () => {
   test('two gateway processes sharing one Redis hold one rpm limit between them', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'token360-replicas-'));
@@ -211,7 +190,7 @@ describe('several replicas', () => {
     } finally {
       a.kill('SIGTERM');
       b.kill('SIGTERM');
-      await Promise.all([a, b].map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
+      await Promise.all([a, b].map(exited));
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -10,6 +8,7 @@ import OpenAI from 'openai';
 import { request } from 'undici';
 import { parseUsd } from '../src/billing/money.js';
 import { ADMIN_KEY, startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { freePort, spawnGateway } from './helpers/process.js';
 import { startFakeUpstream, type FakeUpstream } from './helpers/upstream.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -215,24 +214,6 @@ describe('money', () => {
   });
 });
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function startProcess(config: string, port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['dist/cli/main.js', 'serve', '--config', config, '--port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('gateway did not start')), 10_000);
-    child.stdout!.on('data', (d: Buffer) => d.toString().includes('token360 listening') && (clearTimeout(t), resolve(child)));
-    child.once('exit', (code) => (clearTimeout(t), reject(new Error(`gateway exited ${code}`))));
-  });
-}
-
 describe('crash recovery', () => {
   test('SIGKILL with 50 requests in flight: after a restart no hold remains, the ledger balances, nothing recorded is lost', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'token360-kill-'));
@@ -256,7 +237,7 @@ describe('crash recovery', () => {
     const base = `http://127.0.0.1:${port}`;
     const call = (path: string, body: unknown, key = ADMIN_KEY) =>
       fetch(base + path, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    let child = await startProcess(config, port);
+    let child = await spawnGateway(config, port);
     try {
       const acct = (await (await call('/admin/accounts', { name: 'k', credit: '1' })).json()) as { id: string };
       const key = ((await (await call('/admin/keys', { account_id: acct.id })).json()) as { key: string }).key;
@@ -273,7 +254,7 @@ describe('crash recovery', () => {
       child.kill('SIGKILL');
       await Promise.all(inflight);
 
-      child = await startProcess(config, port);
+      child = await spawnGateway(config, port);
       const account = (await (await fetch(`${base}/admin/accounts/${acct.id}`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } })).json()) as Record<string, string>;
       assert.equal(account['held'], '0.000000000', 'no hold remains');
       const usage = (await (await fetch(`${base}/admin/usage?account_id=${acct.id}&limit=1000`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } })).json()) as { data: Record<string, any>[] };
