@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { GatewayError } from '../errors.js';
 import type { ApiKey, Limits, Store } from '../store/types.js';
 import { bearerToken, hashKey } from './keys.js';
@@ -8,7 +9,9 @@ const MAX_ENTRIES = 100_000;
 /**
  * Key lookups cached in memory. The cache is dropped whenever the store's revision moves — an
  * admin change through this process or any write by another (the CLI) — so a freeze, revoke or
- * model change applies from the next request on.
+ * model change applies from the next request on. The revision is read at most once a
+ * millisecond: on SQLite it takes the WAL's shared-memory lock, which under load cost more than
+ * the rest of authentication, and no operator's change arrives within a millisecond of a request.
  */
 export class KeyCache {
   private readonly entries = new Map<string, ApiKey | null>();
@@ -18,7 +21,15 @@ export class KeyCache {
 
   constructor(private readonly store: Store) {}
 
+  private checkedAt = -Infinity;
+  private local = -1;
+
   private sync(): number {
+    const now = performance.now();
+    const local = this.store.localRevision();
+    if (now - this.checkedAt < 1 && local === this.local) return this.revision;
+    this.checkedAt = now;
+    this.local = local;
     const rev = this.store.revision();
     if (rev !== this.revision) {
       this.entries.clear();

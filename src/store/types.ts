@@ -138,6 +138,8 @@ export interface Store {
    * process (the CLI). Cheap and synchronous: the key cache compares it on every request.
    */
   revision(): number;
+  /** Moves with this process's own changes to keys and accounts; no I/O at all. */
+  localRevision(): number;
 
   createAccount(input: { name: string; credit: bigint; limits?: Limits | null }): Promise<Account>;
   getAccount(id: string): Promise<Account | null>;

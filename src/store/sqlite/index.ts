@@ -95,7 +95,7 @@ const usageParams = (u: UsageRecord): unknown[] => [
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   private readonly db: Database.Database;
-  private localRevision = 0;
+  private ownChanges = 0;
   private readonly s: ReturnType<SqliteStore['prepare']>;
   private readonly group: GroupCommit;
   private readonly checkpointer: Worker | null;
@@ -201,8 +201,12 @@ export class SqliteStore implements Store {
   }
 
   revision(): number {
-    // data_version moves when another connection (the CLI) commits; reading it touches no disk.
-    return num(this.s.dataVersion.get()) * 1_000_000 + this.localRevision;
+    // data_version moves when another connection (the CLI) commits.
+    return num(this.s.dataVersion.get()) * 1_000_000 + this.ownChanges;
+  }
+
+  localRevision(): number {
+    return this.ownChanges;
   }
 
   async createAccount(input: { name: string; credit: bigint; limits?: Limits | null }): Promise<Account> {
@@ -215,7 +219,7 @@ export class SqliteStore implements Store {
         this.s.insertLedger.run(id, 'credit', input.credit, null, 'initial credit', null, now);
       }
     }).immediate();
-    this.localRevision++;
+    this.ownChanges++;
     return toAccount(this.s.getAccount.get(id) as Row);
   }
 
@@ -227,7 +231,7 @@ export class SqliteStore implements Store {
   async updateAccount(id: string, patch: { name?: string; limits?: Limits | null }): Promise<Account | null> {
     if (patch.name !== undefined) this.s.renameAccount.run(patch.name, id);
     if (patch.limits !== undefined) this.s.setAccountLimits.run(encodeLimits(patch.limits), id);
-    this.localRevision++;
+    this.ownChanges++;
     return this.getAccount(id);
   }
 
@@ -253,7 +257,7 @@ export class SqliteStore implements Store {
       id, input.accountId, input.name, input.prefix, input.hash, encodeModels(input.models), encodeLimits(input.limits),
       input.expiresAt, Date.now(),
     );
-    this.localRevision++;
+    this.ownChanges++;
     return toKey(this.s.getKey.get(id) as Row);
   }
 
@@ -282,7 +286,7 @@ export class SqliteStore implements Store {
     if (patch.expiresAt !== undefined) (sets.push('expires_at = ?'), params.push(patch.expiresAt));
     if (sets.length > 0) {
       this.db.prepare(`UPDATE api_keys SET ${sets.join(', ')} WHERE id = ? AND revoked_at IS NULL`).run(...params, id);
-      this.localRevision++;
+      this.ownChanges++;
     }
     const r = this.s.getKey.get(id) as Row | undefined;
     return r === undefined || r['revoked_at'] !== null ? null : toKey(r);
@@ -290,7 +294,7 @@ export class SqliteStore implements Store {
 
   async revokeKey(id: string): Promise<boolean> {
     const changed = this.s.revokeKey.run(Date.now(), id).changes > 0;
-    this.localRevision++;
+    this.ownChanges++;
     return changed;
   }
 
