@@ -24,10 +24,13 @@ before(async () => {
     models: { 'gpt-x': { pricing: { input: 1, output: 2 }, deployments: [{ provider: 'up', model: 'up-model' }] } },
   });
 });
-after(async () => {
-  await gw.close();
-  await fake.close();
-});
+after(
+  async () => {
+    await gw.close();
+    await fake.close();
+  },
+  { timeout: 40_000 },
+);
 beforeEach(() => fake.setBehavior({ kind: 'ok' }));
 
 /** Starts a chat request with node:http; resolves once the request is on the wire. */
@@ -67,7 +70,7 @@ async function until(cond: () => boolean, what: string, ms = 3000): Promise<void
   }
 }
 
-test('a client that disconnects mid-stream: the upstream sees its connection closed within 100 ms', async () => {
+test('a client that disconnects mid-stream: the upstream sees its connection closed within 100 ms', { timeout: 20_000 }, async () => {
   const key = await gw.createKey();
   // The upstream sends two chunks, then holds the stream open: only a disconnect can end it.
   fake.setBehavior({ kind: 'stream', chunks: ['Hello', ' there', ' and', ' more'], hangAfter: 2 });
@@ -102,7 +105,7 @@ test('a client that disconnects mid-stream: the upstream sees its connection clo
   assert.equal(acct.json.held, '0.000000000');
 });
 
-test('a client that disconnects while a non-streamed request waits on a hanging upstream: closed within 100 ms', async () => {
+test('a client that disconnects while a non-streamed request waits on a hanging upstream: closed within 100 ms', { timeout: 20_000 }, async () => {
   const key = await gw.createKey();
   fake.setBehavior({ kind: 'hang' });
   const before = fake.requests.length;
@@ -133,7 +136,7 @@ test('a client that disconnects while a non-streamed request waits on a hanging 
   assert.equal(acct.json.balance, '100.000000000');
 });
 
-test('a client that disconnects before the upstream sends its first byte of a stream: closed within 100 ms', async () => {
+test('a client that disconnects before the upstream sends its first byte of a stream: closed within 100 ms', { timeout: 20_000 }, async () => {
   const key = await gw.createKey();
   fake.setBehavior({ kind: 'stream', firstByteDelayMs: 10_000 });
   const before = fake.requests.length;
@@ -155,7 +158,7 @@ test('a client that disconnects before the upstream sends its first byte of a st
   assert.equal(rec['stream'], true);
 });
 
-test('after the disconnects the gateway still serves the same upstream', async () => {
+test('after the disconnects the gateway still serves the same upstream', { timeout: 20_000 }, async () => {
   const key = await gw.createKey();
   fake.setBehavior({ kind: 'ok' });
   const r = await gw.http('POST', '/v1/chat/completions', { key: key.key, body: { model: 'gpt-x', messages: [{ role: 'user', content: 'hi' }] } });

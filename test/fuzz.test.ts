@@ -17,6 +17,8 @@ const UPSTREAM_KEY = 'sk-upstream-secret';
 /** SPEC §3 statuses plus the two HTTP requires (405, 413). */
 const DOCUMENTED = new Set([400, 401, 402, 403, 404, 405, 413, 429, 502, 503]);
 const RUNS = 300;
+/** A property that has not finished by then is hung somewhere: fail it rather than stall the suite. */
+const PROPERTY_TIMEOUT_MS = 30_000;
 
 let gw: TestGateway;
 let fake: FakeUpstream;
@@ -36,10 +38,13 @@ before(async () => {
   });
   key = await gw.createKey({ credit: '1000000' });
 });
-after(async () => {
-  await gw.close();
-  await fake.close();
-});
+after(
+  async () => {
+    await gw.close();
+    await fake.close();
+  },
+  { timeout: 40_000 },
+);
 
 interface Sent {
   method: string;
@@ -267,7 +272,7 @@ const method = fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS
 describe('the running gateway answers anything with a success or a documented error', () => {
   before(() => fake.setBehavior({ kind: 'ok' }));
 
-  test('arbitrary bodies to POST /v1/chat/completions with a valid key', async () => {
+  test('arbitrary bodies to POST /v1/chat/completions with a valid key', { timeout: PROPERTY_TIMEOUT_MS }, async () => {
     await fc.assert(
       fc.asyncProperty(bodyText, async (body) => {
         await roundTrip({ method: 'POST', path: '/v1/chat/completions', headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' }, body });
@@ -276,7 +281,7 @@ describe('the running gateway answers anything with a success or a documented er
     );
   });
 
-  test('arbitrary bodies to POST /v1/embeddings and the admin API', async () => {
+  test('arbitrary bodies to POST /v1/embeddings and the admin API', { timeout: PROPERTY_TIMEOUT_MS }, async () => {
     const targets = ['/v1/embeddings', '/admin/accounts', '/admin/keys', `/admin/accounts/${key.accountId}/credit`, `/admin/keys/${'key_none'}`];
     await fc.assert(
       fc.asyncProperty(bodyText, fc.constantFrom(...targets), async (body, p) => {
@@ -287,7 +292,7 @@ describe('the running gateway answers anything with a success or a documented er
     );
   });
 
-  test('random Authorization and Content-Type headers', async () => {
+  test('random Authorization and Content-Type headers', { timeout: PROPERTY_TIMEOUT_MS }, async () => {
     await fc.assert(
       fc.asyncProperty(
         authorization,
@@ -303,7 +308,7 @@ describe('the running gateway answers anything with a success or a documented er
     );
   });
 
-  test('random paths and methods, with no key, a client key or the admin key', async () => {
+  test('random paths and methods, with no key, a client key or the admin key', { timeout: PROPERTY_TIMEOUT_MS }, async () => {
     await fc.assert(
       fc.asyncProperty(
         method,

@@ -67,6 +67,29 @@ for (const kind of ['in-process', 'Redis'] as const) {
       }
     });
 
+    test('rate-limit headers on every response of the key, without using the limit', async () => {
+      const { key } = await gw.createKey({ limits: { rpm: 5, tpm: 100_000 } });
+      const models = await gw.http('GET', '/v1/models', { key });
+      assert.equal(models.status, 200);
+      assert.equal(models.headers['x-ratelimit-limit-requests'], '5');
+      assert.equal(models.headers['x-ratelimit-remaining-requests'], '5', 'a listing admits nothing');
+      assert.equal(models.headers['x-ratelimit-limit-tokens'], '100000');
+      assert.equal((await gw.http('POST', '/v1/chat/completions', { key, body: chat })).headers['x-ratelimit-remaining-requests'], '4');
+      const missing = await gw.http('POST', '/v1/chat/completions', { key, body: { ...chat, model: 'nope' } });
+      assertError(missing, 404, 'model_not_found');
+      assert.equal(missing.headers['x-ratelimit-remaining-requests'], '4', 'a refusal before admission shows the window without using it');
+      assert.match(missing.headers['x-ratelimit-reset-requests']!, /^(\d+ms|[\d.]+s|\d+m[\d.]+s)$/);
+      const one = await gw.http('GET', '/v1/models/demo', { key });
+      assert.equal(one.headers['x-ratelimit-remaining-requests'], '4');
+      const me = await gw.http('GET', '/v1/me', { key });
+      assert.equal(me.headers['x-ratelimit-limit-requests'], '5');
+      const notFound = await gw.http('GET', '/v1/models/nope', { key });
+      assert.equal(notFound.status, 404);
+      assert.equal(notFound.headers['x-ratelimit-limit-requests'], '5');
+      const plain = await gw.createKey();
+      assert.equal((await gw.http('GET', '/v1/models', { key: plain.key })).headers['x-ratelimit-limit-requests'], undefined, 'no limits, no headers');
+    });
+
     test('tpm: admits by prompt estimate plus max_tokens, with token headers', async () => {
       const { key } = await gw.createKey({ limits: { tpm: 250 } });
       const body = { ...chat, max_tokens: 100 };

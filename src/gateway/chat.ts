@@ -11,6 +11,7 @@ import type { Deployment, ModelRoute } from '../routing/catalog.js';
 import { withFailover } from '../routing/failover.js';
 import type { Answer, Exchange, Gateway } from './gateway.js';
 import { presentResult } from './present.js';
+import { refusedHeaders } from './rate-headers.js';
 import { relayStream } from './relay-stream.js';
 import { resolveModel } from './resolve-model.js';
 import { parseJsonBody, requireModel, validateChat } from './validate-chat.js';
@@ -47,6 +48,7 @@ export async function chatCompletions(gw: Gateway, ex: Exchange): Promise<Answer
     call = { body, upstreamModel: '', maxTokens: hold.maxTokens, signal: ex.signal };
   } catch (e) {
     meter.fail(e);
+    if (meter.admission === null) await refusedHeaders(gw, key, ex);
     throw e;
   }
 

@@ -6,6 +6,7 @@ import { placeHold, reserveQuota } from '../billing/hold.js';
 import { Meter } from '../billing/meter.js';
 import { badRequest } from '../errors.js';
 import { admit, subjectsOf } from '../limits/admit.js';
+import { refusedHeaders } from './rate-headers.js';
 import { withFailover } from '../routing/failover.js';
 import type { Answer, Exchange, Gateway } from './gateway.js';
 import { presentResult } from './present.js';
@@ -40,6 +41,7 @@ export async function embeddings(gw: Gateway, ex: Exchange): Promise<Answer> {
     meter.finish(200, null, usage, cost);
     return { status: 200, body: JSON.stringify(result.body) };
   } catch (e) {
+    if (meter.admission === null) await refusedHeaders(gw, key, ex);
     const err = meter.failAfterHold(e);
     if (err === null) return null;
     throw err;

@@ -38,6 +38,16 @@ export async function admit(limiter: Limiter, subjects: Subject[], tokens: numbe
   throw new GatewayError('rate_limited', { message, retryAfterMs: Math.max(1, r.retryAfterMs), headers });
 }
 
+/**
+ * The rate-limit headers of a response that admitted nothing (a listing, a refusal before
+ * admission): the key's windows as they stand. Nothing to do for a key without rpm or tpm.
+ */
+export async function peekHeaders(limiter: Limiter, key: ApiKey, headers: Record<string, string>): Promise<void> {
+  const l = key.limits;
+  if (l === null || (l.rpm === undefined && l.tpm === undefined)) return;
+  rateLimitHeaders(await limiter.peek({ id: `key:${key.id}`, limits: l }, Date.now()), headers);
+}
+
 export function rateLimitHeaders(state: LimitState, headers: Record<string, string>): void {
   if (state.requests !== undefined) {
     headers['x-ratelimit-limit-requests'] = String(state.requests.limit);

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { MemoryLimiter } from './memory.js';
 import type { RedisLimiter } from './redis.js';
-import type { AdmitRequest, AdmitResult, Limiter, SpendResult, Subject, Ticket } from './types.js';
+import type { AdmitRequest, AdmitResult, LimitState, Limiter, SpendResult, Subject, Ticket } from './types.js';
 
 interface Log {
   warn(obj: object, msg: string): void;
@@ -82,6 +82,13 @@ export class FallbackLimiter implements Limiter {
     );
     if (r.ok) this.issuedBy.set(r.ticket, by);
     return r;
+  }
+
+  peek(subject: Subject, now: number): Promise<LimitState> {
+    return this.either(
+      () => this.redis.peek(subject, now),
+      () => this.memory.peek(subject, now),
+    );
   }
 
   async release(ticket: Ticket, actualTokens: number, now: number): Promise<void> {

@@ -117,6 +117,13 @@ export class MemoryLimiter implements Limiter {
     return { ok: true, ticket: { requestId: req.requestId, subjects: req.subjects, tokens: req.tokens }, state: this.report(req.subjects[0]!, now) };
   }
 
+  async peek(subject: Subject, now: number): Promise<LimitState> {
+    const s = this.state(subject.id);
+    s.requests.prune(now);
+    s.tokens.prune(now);
+    return this.report(subject, now);
+  }
+
   private report(subject: Subject, now: number): LimitState {
     const s = this.state(subject.id);
     const out: LimitState = {};

@@ -86,6 +86,27 @@ local s = state(0)
 return {1, 0, '', 0, s[1], s[2], s[3], s[4]}
 `;
 
+// The first subject's windows, pruned, without recording anything.
+const PEEK = `
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local rk, tk, sk = KEYS[1], KEYS[2], KEYS[3]
+redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - window)
+local old = redis.call('ZRANGEBYSCORE', tk, '-inf', now - window)
+if #old > 0 then
+  local sub = 0
+  for _, m in ipairs(old) do sub = sub + tonumber(string.match(m, ':(%d+)$')) end
+  redis.call('ZREMRANGEBYSCORE', tk, '-inf', now - window)
+  redis.call('DECRBY', sk, sub)
+end
+local function oldest(k)
+  local o = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+  if #o == 0 then return 0 end
+  return tonumber(o[2]) + window - now
+end
+return {1, 0, '', 0, redis.call('ZCARD', rk), oldest(rk), tonumber(redis.call('GET', sk) or '0'), oldest(tk)}
+`;
+
 // Frees the concurrency slot and rewrites the tpm entry with the actual tokens, if it is still in the window.
 const RELEASE = `
 local id = ARGV[1]
@@ -141,7 +162,15 @@ end
 return 1
 `;
 
+/** ok, refused subject, limit, retry ms, then the first subject's: rpm count, rpm reset ms, tpm sum, tpm reset ms. */
 type Reply = [number, number, string, number, number, number, number, number];
+
+function stateOf(first: Subject, r: Reply): LimitState {
+  const state: LimitState = {};
+  if (first.limits.rpm !== undefined) state.requests = { limit: first.limits.rpm, remaining: Math.max(0, first.limits.rpm - Number(r[4])), resetMs: Number(r[5]) };
+  if (first.limits.tpm !== undefined) state.tokens = { limit: first.limits.tpm, remaining: Math.max(0, first.limits.tpm - Number(r[6])), resetMs: Number(r[7]) };
+  return state;
+}
 
 /** Limits shared by every replica through one Redis: one script call per admission. */
 export class RedisLimiter implements Limiter {
@@ -150,6 +179,7 @@ export class RedisLimiter implements Limiter {
   constructor(readonly redis: Redis) {
     redis.defineCommand('t360admit', { lua: ADMIT });
     redis.defineCommand('t360release', { lua: RELEASE });
+    redis.defineCommand('t360peek', { lua: PEEK });
     redis.defineCommand('t360reserve', { lua: RESERVE });
     redis.defineCommand('t360settle', { lua: SETTLE_SPEND });
   }
@@ -168,12 +198,14 @@ export class RedisLimiter implements Limiter {
       args.push(s.limits.rpm ?? 0, s.limits.tpm ?? 0, s.limits.concurrency ?? 0);
     }
     const r = await this.call<Reply>('t360admit', keys, args);
-    const first = req.subjects[0]!;
-    const state: LimitState = {};
-    if (first.limits.rpm !== undefined) state.requests = { limit: first.limits.rpm, remaining: Math.max(0, first.limits.rpm - Number(r[4])), resetMs: Number(r[5]) };
-    if (first.limits.tpm !== undefined) state.tokens = { limit: first.limits.tpm, remaining: Math.max(0, first.limits.tpm - Number(r[6])), resetMs: Number(r[7]) };
+    const state = stateOf(req.subjects[0]!, r);
     if (Number(r[0]) === 1) return { ok: true, ticket: { requestId: req.requestId, subjects: req.subjects, tokens: req.tokens }, state };
     return { ok: false, limit: r[2] as LimitName, subject: req.subjects[Number(r[1])]!, retryAfterMs: Number(r[3]), state };
+  }
+
+  async peek(subject: Subject, now: number): Promise<LimitState> {
+    const base = `${PREFIX}${subject.id}:`;
+    return stateOf(subject, await this.call<Reply>('t360peek', [`${base}r`, `${base}t`, `${base}ts`], [now, WINDOW_MS]));
   }
 
   async release(ticket: Ticket, actualTokens: number): Promise<void> {

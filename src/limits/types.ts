@@ -55,6 +55,8 @@ export interface Limiter {
   readonly kind: 'memory' | 'redis';
   /** Checks every subject's rpm, tpm and concurrency and records the request only if all pass: atomically. */
   admit(req: AdmitRequest): Promise<AdmitResult>;
+  /** The subject's rpm and tpm windows as they stand, recording nothing (headers of responses that admit nothing). */
+  peek(subject: Subject, now: number): Promise<LimitState>;
   /** The request ended: frees its concurrency slot and corrects its tpm entry to the actual tokens. */
   release(ticket: Ticket, actualTokens: number, now: number): Promise<void>;
   /**

@@ -63,6 +63,7 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
   registerV1Routes(app, gateway, opts.maxConcurrentRequests);
   registerAdminRoutes(app, gateway.store, opts.adminHash);
   app.get('/health', async () => ({ status: 'ok' }));
+  methodNotAllowed(app, '/health', ['GET']);
   return { app, gateway };
 }
 

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { authenticate } from '../auth/authenticate.js';
+import { peekHeaders } from '../limits/admit.js';
 import { authorize, mayUse } from '../auth/authorize.js';
 import { presentLimits } from '../admin/present.js';
 import { formatUsd } from '../billing/money.js';
@@ -67,8 +68,17 @@ export function registerV1Routes(app: FastifyInstance, gw: Gateway, maxConcurren
   app.post('/v1/embeddings', raw(embeddings));
   methodNotAllowed(app, '/v1/embeddings', ['POST']);
 
-  app.get('/v1/models', async (req) => {
+  /** Authenticates, and gives the response the key's rate-limit headers (SPEC §2: every response). */
+  const keyOf = async (req: FastifyRequest, reply: FastifyReply) => {
     const key = await authenticate(gw.keys, req.headers.authorization);
+    const headers: Record<string, string> = {};
+    await peekHeaders(gw.limiter, key, headers);
+    reply.headers(headers);
+    return key;
+  };
+
+  app.get('/v1/models', async (req, reply) => {
+    const key = await keyOf(req, reply);
     if (key.frozen) throw new GatewayError('api_key_frozen');
     const data = [];
     for (const m of gw.catalog.all()) if (mayUse(key, m.id)) data.push(m.listing);
@@ -77,8 +87,8 @@ export function registerV1Routes(app: FastifyInstance, gw: Gateway, maxConcurren
   methodNotAllowed(app, '/v1/models', ['GET']);
 
   // Model ids may contain `/` (`org/model`), sent percent-encoded or not.
-  app.get('/v1/models/*', async (req) => {
-    const key = await authenticate(gw.keys, req.headers.authorization);
+  app.get('/v1/models/*', async (req, reply) => {
+    const key = await keyOf(req, reply);
     const rawId = req.url.slice('/v1/models/'.length).split('?')[0]!;
     let id: string;
     try {
@@ -92,8 +102,8 @@ export function registerV1Routes(app: FastifyInstance, gw: Gateway, maxConcurren
   });
   methodNotAllowed(app, '/v1/models/*', ['GET']);
 
-  app.get('/v1/me', async (req) => {
-    const key = await authenticate(gw.keys, req.headers.authorization);
+  app.get('/v1/me', async (req, reply) => {
+    const key = await keyOf(req, reply);
     const account = await gw.store.getAccount(key.accountId);
     if (account === null) throw new GatewayError('invalid_api_key');
     const dayStart = Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate());
