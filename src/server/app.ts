@@ -42,6 +42,9 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 2048 },
   });
   const gateway: Gateway = { ...opts.gateway, log: app.log };
+  // fastify would build a child logger per request to bind its id; the lines that matter carry
+  // `traceId` themselves, so every request shares the one logger.
+  app.setChildLoggerFactory((logger) => logger);
 
   // Bodies arrive as text whatever their content type: the request path authenticates before it
   // parses, and a body that is not JSON is a 400 in our shape, never fastify's 415.
@@ -95,7 +98,7 @@ function toGatewayError(err: FastifyError | GatewayError, req: FastifyRequest): 
   if (status !== undefined && status >= 400 && status < 500) {
     return new GatewayError('invalid_request', { message: 'The request could not be read' });
   }
-  req.log.error({ err }, 'unhandled error');
+  req.log.error({ err, traceId: req.id }, 'unhandled error');
   return new GatewayError('internal');
 }
 
