@@ -5,6 +5,25 @@ import { WINDOW_MS, type AdmitRequest, type AdmitResult, type LimitName, type Li
 const LEASE_MS = 15 * 60_000;
 const PREFIX = 't360:';
 
+// Lua shared by the scripts below: `now` and `window` must be locals of the script.
+const WINDOW_FNS = `
+local function prune(rk, tk, sk)
+  redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - window)
+  local old = redis.call('ZRANGEBYSCORE', tk, '-inf', now - window)
+  if #old > 0 then
+    local sub = 0
+    for _, m in ipairs(old) do sub = sub + tonumber(string.match(m, ':(%d+)$')) end
+    redis.call('ZREMRANGEBYSCORE', tk, '-inf', now - window)
+    redis.call('DECRBY', sk, sub)
+  end
+end
+local function oldest(k)
+  local o = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+  if #o == 0 then return 0 end
+  return tonumber(o[2]) + window - now
+end
+`;
+
 // Admission for all subjects in one round trip, atomically (Redis runs a script alone).
 // Per subject: a sorted set of request admissions (rpm), a sorted set of `id:tokens` entries plus
 // a running sum (tpm), and a sorted set of in-flight leases (concurrency). Phase 1 checks every
@@ -16,11 +35,7 @@ local tokens = tonumber(ARGV[3])
 local window = tonumber(ARGV[4])
 local lease = tonumber(ARGV[5])
 local n = #KEYS / 4
-local function oldest(k)
-  local o = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
-  if #o == 0 then return 0 end
-  return tonumber(o[2]) + window - now
-end
+${WINDOW_FNS}
 local function state(i)
   local rk, tk, sk = KEYS[i*4+1], KEYS[i*4+2], KEYS[i*4+3]
   return {redis.call('ZCARD', rk), oldest(rk), tonumber(redis.call('GET', sk) or '0'), oldest(tk)}
@@ -28,14 +43,7 @@ end
 for i = 0, n - 1 do
   local rk, tk, sk, ck = KEYS[i*4+1], KEYS[i*4+2], KEYS[i*4+3], KEYS[i*4+4]
   local rpm, tpm, conc = tonumber(ARGV[6+i*3]), tonumber(ARGV[7+i*3]), tonumber(ARGV[8+i*3])
-  redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - window)
-  local old = redis.call('ZRANGEBYSCORE', tk, '-inf', now - window)
-  if #old > 0 then
-    local sub = 0
-    for _, m in ipairs(old) do sub = sub + tonumber(string.match(m, ':(%d+)$')) end
-    redis.call('ZREMRANGEBYSCORE', tk, '-inf', now - window)
-    redis.call('DECRBY', sk, sub)
-  end
+  prune(rk, tk, sk)
   if rpm > 0 and redis.call('ZCARD', rk) >= rpm then
     local s = state(0)
     return {0, i, 'rpm', oldest(rk), s[1], s[2], s[3], s[4]}
@@ -91,19 +99,8 @@ const PEEK = `
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local rk, tk, sk = KEYS[1], KEYS[2], KEYS[3]
-redis.call('ZREMRANGEBYSCORE', rk, '-inf', now - window)
-local old = redis.call('ZRANGEBYSCORE', tk, '-inf', now - window)
-if #old > 0 then
-  local sub = 0
-  for _, m in ipairs(old) do sub = sub + tonumber(string.match(m, ':(%d+)$')) end
-  redis.call('ZREMRANGEBYSCORE', tk, '-inf', now - window)
-  redis.call('DECRBY', sk, sub)
-end
-local function oldest(k)
-  local o = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
-  if #o == 0 then return 0 end
-  return tonumber(o[2]) + window - now
-end
+${WINDOW_FNS}
+prune(rk, tk, sk)
 return {1, 0, '', 0, redis.call('ZCARD', rk), oldest(rk), tonumber(redis.call('GET', sk) or '0'), oldest(tk)}
 `;
 
