@@ -70,6 +70,16 @@ async function until(cond: () => boolean, what: string, ms = 3000): Promise<void
   }
 }
 
+
+/** Disconnects the client and checks that the upstream saw its connection close within the budget. */
+async function assertUpstreamSeesClose(req: { destroy(): void }): Promise<void> {
+  const aborted = fake.waitForClientAbort(5000);
+  const t0 = performance.now();
+  req.destroy();
+  const elapsed = (await aborted) - t0;
+  assert.ok(elapsed < ABORT_BUDGET_MS, `the upstream saw the close after ${elapsed.toFixed(1)} ms`);
+}
+
 test('a client that disconnects mid-stream: the upstream sees its connection closed within 100 ms', { timeout: 20_000 }, async () => {
   const key = await gw.createKey();
   // The upstream sends two chunks, then holds the stream open: only a disconnect can end it.
@@ -81,12 +91,7 @@ test('a client that disconnects mid-stream: the upstream sees its connection clo
 
   const first = await new Promise<string>((resolve) => res.once('data', (b: Buffer) => resolve(b.toString('utf8'))));
   assert.match(first, /^data: \{/, 'the first chunk is an SSE event');
-  const aborted = fake.waitForClientAbort(5000);
-  const t0 = performance.now();
-  req.destroy();
-  const seen = await aborted;
-  const elapsed = seen - t0;
-  assert.ok(elapsed < ABORT_BUDGET_MS, `the upstream saw the close after ${elapsed.toFixed(1)} ms`);
+  await assertUpstreamSeesClose(req);
 
   const [rec] = await usageOf(key, 1);
   assert.ok(rec, 'a usage record for the cut stream');
@@ -115,12 +120,7 @@ test('a client that disconnects while a non-streamed request waits on a hanging 
   // The fake records the request once its body is read; give the gateway's side a moment to settle into waiting.
   await sleep(20);
 
-  const aborted = fake.waitForClientAbort(5000);
-  const t0 = performance.now();
-  req.destroy();
-  const seen = await aborted;
-  const elapsed = seen - t0;
-  assert.ok(elapsed < ABORT_BUDGET_MS, `the upstream saw the close after ${elapsed.toFixed(1)} ms`);
+  await assertUpstreamSeesClose(req);
 
   const [rec] = await usageOf(key, 1);
   assert.ok(rec, 'a usage record for the abandoned request');
