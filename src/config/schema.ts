@@ -9,7 +9,7 @@ const price = z.custom<number | string>((v) => (typeof v === 'number' || typeof 
 });
 
 const timeouts = {
-  /** Non-streamed: until the response headers, and between body chunks (the body comes in one burst). */
+  /** Non-streamed: the whole response. */
   timeout_ms: z.number().int().positive().default(600_000),
   /** Streamed: until the upstream's response headers and first event. */
   first_byte_timeout_ms: z.number().int().positive().default(120_000),
