@@ -39,25 +39,28 @@ export class KeyCache {
     return rev;
   }
 
-  async accountLimits(accountId: string): Promise<Limits | null> {
+  /** The cached value, or `load`'s, kept unless the store changed while it loaded. */
+  private async cached<K, V>(map: Map<K, V>, k: K, load: () => Promise<V>): Promise<V> {
     const rev = this.sync();
-    const hit = this.accounts.get(accountId);
+    const hit = map.get(k);
     if (hit !== undefined) return hit;
-    const account = await this.store.getAccount(accountId);
-    if (account === null) throw new GatewayError('invalid_api_key');
-    if (this.store.revision() === rev) this.accounts.set(accountId, account.limits);
-    return account.limits;
+    const v = await load();
+    if (map.size >= MAX_ENTRIES) map.clear();
+    // A change made while the read was in flight must not be hidden by a stale entry.
+    if (this.store.revision() === rev) map.set(k, v);
+    return v;
   }
 
-  async lookup(hash: string): Promise<ApiKey | null> {
-    const rev = this.sync();
-    const hit = this.entries.get(hash);
-    if (hit !== undefined) return hit;
-    const key = await this.store.getKeyByHash(hash);
-    if (this.entries.size >= MAX_ENTRIES) this.entries.clear();
-    // A change made while the read was in flight must not be hidden by a stale entry.
-    if (this.store.revision() === rev) this.entries.set(hash, key);
-    return key;
+  accountLimits(accountId: string): Promise<Limits | null> {
+    return this.cached(this.accounts, accountId, async () => {
+      const account = await this.store.getAccount(accountId);
+      if (account === null) throw new GatewayError('invalid_api_key');
+      return account.limits;
+    });
+  }
+
+  lookup(hash: string): Promise<ApiKey | null> {
+    return this.cached(this.entries, hash, () => this.store.getKeyByHash(hash));
   }
 }
 

@@ -1,7 +1,7 @@
 import { GatewayError } from '../errors.js';
 import type { ModelRoute } from '../routing/catalog.js';
 import { utcDay, type Limiter, type Subject } from '../limits/types.js';
-import type { Store } from '../store/types.js';
+import type { Hold, NewHold, Store } from '../store/types.js';
 import { costOf, formatUsd, tokensAffordable } from './money.js';
 
 export interface HoldPlan {
@@ -46,25 +46,23 @@ export async function placeHold(
   store: Store,
   route: ModelRoute,
   h: { id: string; accountId: string; keyId: string; stream: boolean; promptTokens: number; requested: number | null },
-): Promise<HoldPlan> {
+): Promise<{ hold: Hold; maxTokens: number | null }> {
   let planned: HoldPlan | null = null;
-  const r = await store.placePlannedHold(
-    { id: h.id, accountId: h.accountId, keyId: h.keyId, model: route.id, stream: h.stream, createdAt: Date.now() },
-    (available) => {
-      try {
-        planned = planHold(route, h.promptTokens, h.requested, available);
-        return planned.amount;
-      } catch {
-        return null;
-      }
-    },
-  );
+  const held: NewHold = { id: h.id, accountId: h.accountId, keyId: h.keyId, model: route.id, stream: h.stream, createdAt: Date.now() };
+  const r = await store.placePlannedHold(held, (available) => {
+    try {
+      planned = planHold(route, h.promptTokens, h.requested, available);
+      return planned.amount;
+    } catch {
+      return null;
+    }
+  });
   if (r === null) throw new GatewayError('invalid_api_key');
   if ('available' in r) {
     planHold(route, h.promptTokens, h.requested, r.available); // throws the 402 that explains it
     throw new GatewayError('insufficient_balance');
   }
-  return { amount: r.amount, maxTokens: (planned as HoldPlan | null)?.maxTokens ?? null };
+  return { hold: { ...held, amount: r.amount }, maxTokens: (planned as HoldPlan | null)?.maxTokens ?? null };
 }
 
 /**

@@ -74,8 +74,9 @@ export function registerAdminCommands(program: Command): void {
       withStore(program, async (store, id: string, o: LimitOpts & { name?: string; limits?: boolean }) => {
         const patch: Out = {};
         if (o.name !== undefined) patch['name'] = o.name;
+        const limits = limitsFrom(o);
         if (o.limits === false) patch['limits'] = null;
-        else if (limitsFrom(o) !== undefined) patch['limits'] = limitsFrom(o);
+        else if (limits !== undefined) patch['limits'] = limits;
         return presentAccount(await admin.updateAccount(store, id, patch));
       }),
     );
@@ -102,11 +103,12 @@ export function registerAdminCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(
       withStore(program, async (store, o: LimitOpts & { account: string; name?: string; models?: string; expiresAt?: string }) => {
+        const limits = limitsFrom(o);
         const { key, secret } = await admin.createKey(store, {
           account_id: o.account,
           ...(o.name ? { name: o.name } : {}),
           ...(o.models ? { models: o.models.split(',').map((m) => m.trim()).filter((m) => m !== '') } : {}),
-          ...(limitsFrom(o) ? { limits: limitsFrom(o) } : {}),
+          ...(limits !== undefined ? { limits } : {}),
           ...(o.expiresAt ? { expires_at: o.expiresAt } : {}),
         });
         return presentKey(key, secret);

@@ -2,10 +2,8 @@ import { authenticate } from '../auth/authenticate.js';
 import { authorize } from '../auth/authorize.js';
 import { costOfUsage } from '../billing/cost.js';
 import { countText, estimatePromptTokens } from '../billing/estimate.js';
-import { placeHold, reserveQuota } from '../billing/hold.js';
 import { Meter } from '../billing/meter.js';
 import { usdNumber } from '../billing/money.js';
-import { admit, subjectsOf } from '../limits/admit.js';
 import type { ChatCall, JsonObject, TokenUsage } from '../providers/types.js';
 import type { Deployment, ModelRoute } from '../routing/catalog.js';
 import { withFailover } from '../routing/failover.js';
@@ -13,6 +11,7 @@ import type { Answer, Exchange, Gateway } from './gateway.js';
 import { presentResult } from './present.js';
 import { refusedHeaders } from './rate-headers.js';
 import { relayStream } from './relay-stream.js';
+import { reserve } from './reserve.js';
 import { resolveModel } from './resolve-model.js';
 import { parseJsonBody, requireModel, validateChat } from './validate-chat.js';
 
@@ -36,16 +35,10 @@ export async function chatCompletions(gw: Gateway, ex: Exchange): Promise<Answer
     authorize(key, route.id);
     params = validateChat(body, meter.model);
     meter.stream = params.stream;
-    meter.subjects = subjectsOf(key, await gw.keys.accountLimits(key.accountId));
     promptTokens = estimatePromptTokens(body);
     const requested = params.maxTokens === null ? null : params.maxTokens * params.n;
-    meter.admission = await admit(gw.limiter, meter.subjects, promptTokens + (requested ?? 0), ex.traceId, ex.headers);
-    const hold = await placeHold(gw.store, route, {
-      id: ex.traceId, accountId: key.accountId, keyId: key.id, stream: params.stream, promptTokens, requested,
-    });
-    meter.hold = { id: ex.traceId, accountId: key.accountId, keyId: key.id, model: route.id, amount: hold.amount, stream: params.stream, createdAt: Date.now() };
-    if (meter.subjects.length > 0) meter.quotaDay = await reserveQuota(gw.store, gw.limiter, meter.subjects, key.accountId, key.id, hold.amount);
-    call = { body, upstreamModel: '', maxTokens: hold.maxTokens, signal: ex.signal };
+    const maxTokens = await reserve(gw, ex, key, meter, route, { promptTokens, requested });
+    call = { body, upstreamModel: '', maxTokens, signal: ex.signal };
   } catch (e) {
     meter.fail(e);
     if (meter.admission === null) await refusedHeaders(gw, key, ex);

@@ -2,14 +2,13 @@ import { authenticate } from '../auth/authenticate.js';
 import { authorize } from '../auth/authorize.js';
 import { costOfUsage } from '../billing/cost.js';
 import { countText } from '../billing/estimate.js';
-import { placeHold, reserveQuota } from '../billing/hold.js';
 import { Meter } from '../billing/meter.js';
 import { badRequest } from '../errors.js';
-import { admit, subjectsOf } from '../limits/admit.js';
 import { refusedHeaders } from './rate-headers.js';
 import { withFailover } from '../routing/failover.js';
 import type { Answer, Exchange, Gateway } from './gateway.js';
 import { presentResult } from './present.js';
+import { reserve } from './reserve.js';
 import { resolveModel } from './resolve-model.js';
 import { parseJsonBody, requireModel } from './validate-chat.js';
 
@@ -23,13 +22,7 @@ export async function embeddings(gw: Gateway, ex: Exchange): Promise<Answer> {
     const route = resolveModel(gw.catalog, meter.model);
     authorize(key, route.id);
     const promptTokens = inputTokens(body['input']);
-    meter.subjects = subjectsOf(key, await gw.keys.accountLimits(key.accountId));
-    meter.admission = await admit(gw.limiter, meter.subjects, promptTokens, ex.traceId, ex.headers);
-    const hold = await placeHold(gw.store, route, {
-      id: ex.traceId, accountId: key.accountId, keyId: key.id, stream: false, promptTokens, requested: 0,
-    });
-    meter.hold = { id: ex.traceId, accountId: key.accountId, keyId: key.id, model: route.id, amount: hold.amount, stream: false, createdAt: Date.now() };
-    if (meter.subjects.length > 0) meter.quotaDay = await reserveQuota(gw.store, gw.limiter, meter.subjects, key.accountId, key.id, hold.amount);
+    await reserve(gw, ex, key, meter, route, { promptTokens, requested: 0 });
     const { result, deployment } = await withFailover(route, ex.signal, (d) =>
       d.provider.embeddings({ body, upstreamModel: d.upstreamModel, signal: ex.signal }),
     );

@@ -18,8 +18,3 @@ export function createProviders(configs: Record<string, ProviderConfig>): Map<st
   }
   return out;
 }
-
-/** Strings an adapter's messages must be cleaned of before a client sees them. */
-export function providerSecrets(p: Provider): readonly string[] {
-  return p instanceof OpenAIProvider ? p.secrets : [];
-}

@@ -44,6 +44,8 @@ export interface EmbeddingsCall {
 export interface Provider {
   readonly name: string;
   readonly type: string;
+  /** Strings a client must never see in an upstream message: the provider's credential and host. */
+  readonly secrets: readonly string[];
   chat(call: ChatCall): Promise<ChatResult>;
   chatStream(call: ChatCall): Promise<ChatStream>;
   embeddings(call: EmbeddingsCall): Promise<ChatResult>;

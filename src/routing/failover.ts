@@ -1,5 +1,4 @@
 import { GatewayError } from '../errors.js';
-import { providerSecrets } from '../providers/registry.js';
 import { toGatewayError, UpstreamError } from '../providers/upstream-error.js';
 import type { Deployment, ModelRoute } from './catalog.js';
 
@@ -32,13 +31,13 @@ export async function withFailover<T>(
         if (!(e instanceof UpstreamError)) throw e;
         onFailure?.(d, e);
         if (e.failure === 'aborted' || signal.aborted) throw e;
-        if (!e.retryable) throw toGatewayError(e, providerSecrets(d.provider));
+        if (!e.retryable) throw toGatewayError(e, d.provider.secrets);
         if (e.isSaturated) busy = e;
         else failed = { d, err: e };
       }
     }
   }
-  if (failed !== null) throw toGatewayError(failed.err, providerSecrets(failed.d.provider));
+  if (failed !== null) throw toGatewayError(failed.err, failed.d.provider.secrets);
   if (busy !== null) throw toGatewayError(busy);
   throw new GatewayError('upstream_failed');
 }

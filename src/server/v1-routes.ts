@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { authenticate } from '../auth/authenticate.js';
 import { peekHeaders } from '../limits/admit.js';
+import { utcDay } from '../limits/types.js';
 import { authorize, mayUse } from '../auth/authorize.js';
 import { presentLimits } from '../admin/present.js';
 import { formatUsd } from '../billing/money.js';
@@ -106,7 +107,7 @@ export function registerV1Routes(app: FastifyInstance, gw: Gateway, maxConcurren
     const key = await keyOf(req, reply);
     const account = await gw.store.getAccount(key.accountId);
     if (account === null) throw new GatewayError('invalid_api_key');
-    const dayStart = Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate());
+    const dayStart = Date.parse(utcDay(Date.now()));
     const [accountToday, keyToday] = await Promise.all([
       gw.store.spendSince(account.id, dayStart),
       gw.store.spendSince(account.id, dayStart, key.id),

@@ -17,6 +17,7 @@ const EMBEDDING_DIMENSIONS = 16;
  */
 export class DemoProvider implements Provider {
   readonly type = 'demo';
+  readonly secrets: readonly string[] = [];
 
   constructor(
     readonly name: string,

@@ -18,6 +18,7 @@ export class OpenAIProvider implements Provider {
   private readonly pool: Pool;
   private readonly basePath: string;
   private readonly headers: Record<string, string>;
+  readonly secrets: readonly string[];
 
   constructor(
     readonly name: string,
@@ -33,12 +34,9 @@ export class OpenAIProvider implements Provider {
     });
     this.headers = { 'content-type': 'application/json', accept: 'application/json', ...cfg.headers };
     if (cfg.api_key) this.headers['authorization'] = `Bearer ${cfg.api_key}`;
+    this.secrets = [cfg.api_key ?? '', url.host].filter((s) => s !== '');
   }
 
-  /** Strings that must never reach a client in an upstream message. */
-  get secrets(): string[] {
-    return [this.cfg.api_key ?? '', new URL(this.cfg.base_url).host].filter((s) => s !== '');
-  }
 
   chat(call: ChatCall): Promise<ChatResult> {
     return this.whole('/chat/completions', toChatBody(call, false), call.signal);
