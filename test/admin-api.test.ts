@@ -405,6 +405,13 @@ describe('usage', () => {
     }
     assertError(await gw.admin('GET', '/usage?from=yesterday'), 400, 'invalid_request_error', 'from');
   });
+
+  test('a query parameter given twice is a 400 naming it, never a 500', async () => {
+    for (const name of ['account_id', 'key_id', 'from', 'to', 'limit', 'cursor']) {
+      assertError(await gw.admin('GET', `/usage?${name}=1&${name}=2`), 400, 'invalid_request_error', name);
+    }
+    assertError(await gw.admin('GET', '/keys?account_id=a&account_id=b'), 400, 'invalid_request_error', 'account_id');
+  });
 });
 
 test('keys are stored hashed: the plaintext appears nowhere in the database files', async () => {

@@ -158,31 +158,44 @@ export async function revokeKey(store: Store, id: string): Promise<void> {
   if (!(await store.revokeKey(id))) throw new GatewayError('not_found', { message: `No key with id "${id.slice(0, 100)}"` });
 }
 
-export async function listKeys(store: Store, accountId: string | undefined): Promise<ApiKey[]> {
-  return store.listKeys(accountId === '' ? undefined : accountId);
+/** One query parameter as one string: absent or empty is undefined; repeated (`?a=1&a=2`) is a 400. */
+function queryParam(q: Record<string, unknown>, name: string): string | undefined {
+  const v = q[name];
+  if (v === undefined || v === '') return undefined;
+  if (typeof v !== 'string') throw badRequest(`Invalid '${name}': expected one value`, name);
+  return v;
 }
 
-export async function listUsage(store: Store, q: Record<string, string | undefined>): Promise<UsagePage> {
+export async function listKeys(store: Store, q: Record<string, unknown>): Promise<ApiKey[]> {
+  return store.listKeys(queryParam(q, 'account_id'));
+}
+
+export async function listUsage(store: Store, query: Record<string, unknown>): Promise<UsagePage> {
+  const q = (name: string): string | undefined => queryParam(query, name);
   const time = (name: 'from' | 'to'): number | undefined => {
-    const v = q[name];
+    const v = q(name);
     if (v === undefined || v === '') return undefined;
     const ms = /^\d+$/.test(v) ? Number(v) * 1000 : Date.parse(v);
     if (Number.isNaN(ms)) throw badRequest(`Invalid '${name}': expected an ISO 8601 time or Unix seconds`, name);
     return ms;
   };
   let limit = 100;
-  if (q['limit'] !== undefined && q['limit'] !== '') {
-    limit = Number(q['limit']);
+  if (q('limit') !== undefined) {
+    limit = Number(q('limit'));
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw badRequest("Invalid 'limit': expected an integer from 1 to 10000", 'limit');
   }
-  const cursor = q['cursor'];
-  if (cursor !== undefined && cursor !== '' && !/^[A-Za-z0-9_-]{1,40}$/.test(cursor)) throw badRequest("Invalid 'cursor'", 'cursor');
+  const cursor = q('cursor');
+  if (cursor !== undefined && !/^[A-Za-z0-9_-]{1,40}$/.test(cursor)) throw badRequest("Invalid 'cursor'", 'cursor');
+  const accountId = q('account_id');
+  const keyId = q('key_id');
+  const from = time('from');
+  const to = time('to');
   return store.listUsage({
-    ...(q['account_id'] ? { accountId: q['account_id'] } : {}),
-    ...(q['key_id'] ? { keyId: q['key_id'] } : {}),
-    ...(time('from') !== undefined ? { from: time('from')! } : {}),
-    ...(time('to') !== undefined ? { to: time('to')! } : {}),
-    ...(cursor ? { cursor } : {}),
+    ...(accountId !== undefined ? { accountId } : {}),
+    ...(keyId !== undefined ? { keyId } : {}),
+    ...(from !== undefined ? { from } : {}),
+    ...(to !== undefined ? { to } : {}),
+    ...(cursor !== undefined ? { cursor } : {}),
     limit,
   });
 }

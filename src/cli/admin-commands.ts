@@ -118,7 +118,7 @@ export function registerAdminCommands(program: Command): void {
     .command('list')
     .option('--account <id>', 'only this account')
     .option('--json', 'print JSON')
-    .action(withStore(program, async (store, o: { account?: string }) => (await admin.listKeys(store, o.account)).map((k) => presentKey(k))));
+    .action(withStore(program, async (store, o: { account?: string }) => (await admin.listKeys(store, { account_id: o.account })).map((k) => presentKey(k))));
   for (const [name, frozen] of [['freeze', true], ['unfreeze', false]] as const) {
     keys
       .command(`${name} <id>`)

@@ -33,9 +33,9 @@ export function registerAdminRoutes(app: FastifyInstance, store: Store, adminHas
         reply.code(201);
         return presentKey(key, secret);
       });
-      scope.get('/keys', async (req: FastifyRequest<{ Querystring: { account_id?: string } }>) => ({
+      scope.get('/keys', async (req: FastifyRequest<{ Querystring: Record<string, unknown> }>) => ({
         object: 'list',
-        data: (await admin.listKeys(store, req.query.account_id)).map((k) => presentKey(k)),
+        data: (await admin.listKeys(store, req.query)).map((k) => presentKey(k)),
       }));
       methodNotAllowed(scope, '/keys', ['GET', 'POST']);
       scope.get('/keys/:id', async (req: WithId) => presentKey(await admin.getKey(store, req.params.id)));
@@ -46,7 +46,7 @@ export function registerAdminRoutes(app: FastifyInstance, store: Store, adminHas
       });
       methodNotAllowed(scope, '/keys/:id', ['GET', 'PATCH', 'DELETE']);
 
-      scope.get('/usage', async (req: FastifyRequest<{ Querystring: Record<string, string | undefined> }>) => {
+      scope.get('/usage', async (req: FastifyRequest<{ Querystring: Record<string, unknown> }>) => {
         const page = await admin.listUsage(store, req.query);
         return { object: 'list', data: page.data.map(presentUsage), next_cursor: page.nextCursor };
       });
