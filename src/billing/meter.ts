@@ -8,6 +8,7 @@ import type { Subject } from '../limits/types.js';
 import type { ApiKey, Hold } from '../store/types.js';
 
 const NO_USAGE: TokenUsage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
+const FINISHED: Promise<unknown> = Promise.resolve();
 
 /**
  * Follows one authenticated request and leaves exactly one usage record for it: settled against
@@ -33,9 +34,12 @@ export class Meter {
     private readonly key: ApiKey,
   ) {}
 
-  /** The request ended: charge `cost` (0 for failures that produced nothing) and record it. */
-  finish(status: number, errorType: string | null, usage: TokenUsage | null, cost: bigint): void {
-    if (this.done) return;
+  /**
+   * The request ended: charge `cost` (0 for failures that produced nothing) and record it.
+   * Resolves once that is committed; it never rejects (a write that fails is logged).
+   */
+  finish(status: number, errorType: string | null, usage: TokenUsage | null, cost: bigint): Promise<unknown> {
+    if (this.done) return FINISHED;
     this.done = true;
     const u = usage ?? NO_USAGE;
     const record = {
@@ -60,24 +64,20 @@ export class Meter {
     // The concurrency slot frees now; tpm is corrected to what was really used.
     if (this.admission !== null) inBackground(this.gw, limiter.release(this.admission.ticket, u.promptTokens + u.completionTokens, Date.now()));
     const hold = this.hold;
-    if (hold === null) {
-      inBackground(this.gw, store.recordUsage(record));
-      return;
-    }
+    if (hold === null) return inBackground(this.gw, store.recordUsage(record));
     const subjects = this.subjects;
     const day = this.quotaDay;
-    inBackground(
-      this.gw,
-      store.settle({ hold, cost, usage: record }).then((charged) =>
-        day !== null && subjects.length > 0 ? limiter.settleSpend(subjects, hold.amount, charged, day) : undefined,
-      ),
-    );
+    // Never more than the hold, whatever the caller computed: the hold is the most a request may cost.
+    const settled = store.settle({ hold, cost: cost > hold.amount ? hold.amount : cost, usage: record });
+    // The spend quotas follow in the background: the response waits for the ledger, not for Redis.
+    if (day !== null && subjects.length > 0) inBackground(this.gw, settled.then((charged) => limiter.settleSpend(subjects, hold.amount, charged, day), () => undefined));
+    return inBackground(this.gw, settled);
   }
 
   /** The request was refused or failed with `err` before producing anything: cost 0. */
   fail(err: unknown): void {
-    if (isGatewayError(err)) this.finish(err.status, err.type, null, 0n);
-    else this.finish(500, 'api_error', null, 0n);
+    if (isGatewayError(err)) void this.finish(err.status, err.type, null, 0n);
+    else void this.finish(500, 'api_error', null, 0n);
   }
 
   /**
@@ -86,7 +86,7 @@ export class Meter {
    */
   failAfterHold(err: unknown): GatewayError | null {
     if (err instanceof UpstreamError && err.failure === 'aborted') {
-      this.finish(499, 'client_closed', null, 0n);
+      void this.finish(499, 'client_closed', null, 0n);
       return null;
     }
     this.fail(err);

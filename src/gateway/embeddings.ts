@@ -1,12 +1,12 @@
 import { authenticate } from '../auth/authenticate.js';
 import { authorize } from '../auth/authorize.js';
-import { costOfUsage } from '../billing/cost.js';
+import { bill } from '../billing/bill.js';
 import { countText } from '../billing/estimate.js';
 import { Meter } from '../billing/meter.js';
 import { badRequest } from '../errors.js';
 import { refusedHeaders } from './rate-headers.js';
 import { withFailover } from '../routing/failover.js';
-import type { Answer, Exchange, Gateway } from './gateway.js';
+import { DURABLE_WAIT_MS, within, type Answer, type Exchange, type Gateway } from './gateway.js';
 import { presentResult } from './present.js';
 import { reserve } from './reserve.js';
 import { resolveModel } from './resolve-model.js';
@@ -28,10 +28,16 @@ export async function embeddings(gw: Gateway, ex: Exchange): Promise<Answer> {
     );
     meter.provider = deployment.provider.name;
     meter.upstreamModel = deployment.upstreamModel;
-    const usage = result.usage ?? { promptTokens, completionTokens: 0, cachedTokens: 0 };
-    const cost = costOfUsage(usage, route.price);
-    presentResult(result.body, meter.model, cost);
-    meter.finish(200, null, usage, cost);
+    const b = bill({
+      reported: result.usage,
+      counted: () => ({ promptTokens, completionTokens: 0, cachedTokens: 0 }),
+      price: route.price,
+      hold: meter.hold?.amount ?? 0n,
+      outputCap: 0,
+    });
+    if (b.distrusted) gw.log.warn({ traceId: ex.traceId, reported: result.usage }, 'upstream usage is not believable: billed the input counted');
+    presentResult(result.body, meter.model, b);
+    await within(meter.finish(200, null, b.usage, b.cost), DURABLE_WAIT_MS);
     return { status: 200, body: JSON.stringify(result.body) };
   } catch (e) {
     if (meter.admission === null) await refusedHeaders(gw, key, ex);

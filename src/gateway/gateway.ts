@@ -39,8 +39,24 @@ export interface Exchange {
 /** A response for the HTTP layer to send, or null when the request path already wrote it (a stream) or nobody is listening. */
 export type Answer = { status: number; body: string } | null;
 
-/** Runs work after the response without losing track of it. */
-export function inBackground(gw: Gateway, work: Promise<unknown>): void {
+/** Runs work without losing track of it (shutdown waits for it); the promise returned never rejects. */
+export function inBackground(gw: Gateway, work: Promise<unknown>): Promise<unknown> {
   const p = work.catch((e: unknown) => gw.log.error({ err: e }, 'background write failed')).finally(() => gw.background.delete(p));
   gw.background.add(p);
+  return p;
+}
+
+/** How long a response waits for its settlement to be on disk before it goes out anyway (a disk that stopped answering). */
+export const DURABLE_WAIT_MS = 5000;
+
+/** Waits for `p`, but not longer than `ms`; the work behind it goes on (a settlement retried until the disk answers). */
+export function within(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    const done = (): void => {
+      clearTimeout(t);
+      resolve();
+    };
+    p.then(done, done);
+  });
 }

@@ -13,7 +13,7 @@ export interface UpstreamUsage {
 }
 
 export type Behavior =
-  | { kind: 'ok'; text?: string; usage?: UpstreamUsage; delayMs?: number }
+  | { kind: 'ok'; text?: string; usage?: UpstreamUsage; delayMs?: number; gate?: Promise<void> }
   | { kind: 'status'; status: number; body?: unknown; headers?: Record<string, string> }
   | { kind: 'reset' }
   | { kind: 'hang' }
@@ -25,6 +25,10 @@ export type Behavior =
       breakAfter?: number;
       firstByteDelayMs?: number;
       hangAfter?: number;
+      /** Raw deltas to send instead of `chunks` (tool calls, reasoning). */
+      deltas?: Record<string, unknown>[];
+      /** Nothing is sent until this resolves. */
+      gate?: Promise<void>;
     };
 
 type StreamBehavior = Extract<Behavior, { kind: 'stream' }>;
@@ -202,6 +206,7 @@ export async function startFakeUpstream(opts: { behavior?: Behavior } = {}): Pro
     const created = Math.floor(Date.now() / 1000);
     const wantsStream = field(body, 'stream') === true;
 
+    if ((b.kind === 'ok' || b.kind === 'stream') && b.gate !== undefined) await b.gate;
     if (b.kind === 'ok' && !wantsStream) {
       if (!(await wait(b.delayMs))) return;
       return sendJson(res, 200, {
@@ -234,14 +239,15 @@ export async function startFakeUpstream(opts: { behavior?: Behavior } = {}): Pro
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     res.flushHeaders();
 
-    const chunks = s.chunks ?? DEFAULT_CHUNKS;
+    const chunks = s.deltas ?? s.chunks ?? DEFAULT_CHUNKS;
     for (let i = 0; i <= chunks.length; i++) {
       // Break only once what was written has left this process, so the client really gets it first.
       if (i === s.breakAfter) return void res.write('', () => kill());
       if (i === s.hangAfter) return;
       if (i === chunks.length) break;
       if (i > 0 && !(await wait(s.chunkDelayMs))) return;
-      const delta = i === 0 ? { role: 'assistant', content: chunks[i] } : { content: chunks[i] };
+      const c = chunks[i]!;
+      const delta = typeof c !== 'string' ? c : i === 0 ? { role: 'assistant', content: c } : { content: c };
       res.write(chunk([{ index: 0, delta, logprobs: null, finish_reason: null }]));
     }
     if (!(await wait(s.chunkDelayMs))) return;

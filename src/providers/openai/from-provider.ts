@@ -1,16 +1,20 @@
 import type { TokenUsage } from '../types.js';
 import type { OpenAIUsage } from './wire.js';
 
-/** OpenAI usage → the gateway's; null when the provider sent none or sent nonsense. */
+/**
+ * OpenAI usage → the gateway's, numbers as the provider sent them; null when it sent none.
+ * Whether they are believable is billing's call (billing/bill.ts), so a field that is present but
+ * not a number becomes NaN rather than a silent 0 that would undercharge.
+ */
 export function fromUsage(u: OpenAIUsage | null | undefined): TokenUsage | null {
   if (u === null || u === undefined || typeof u !== 'object') return null;
-  const prompt = count(u.prompt_tokens);
-  const completion = count(u.completion_tokens);
-  if (prompt === null && completion === null) return null;
-  const cached = count(u.prompt_tokens_details?.cached_tokens) ?? count(u.prompt_cache_hit_tokens) ?? 0;
-  return { promptTokens: prompt ?? 0, completionTokens: completion ?? 0, cachedTokens: Math.min(cached, prompt ?? 0) };
+  if (u.prompt_tokens === undefined && u.completion_tokens === undefined) return null;
+  const details = u.prompt_tokens_details;
+  const cached = details !== null && typeof details === 'object' && details.cached_tokens !== undefined ? details.cached_tokens : u.prompt_cache_hit_tokens;
+  return { promptTokens: count(u.prompt_tokens), completionTokens: count(u.completion_tokens), cachedTokens: count(cached) };
 }
 
-function count(v: unknown): number | null {
-  return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : null;
+function count(v: unknown): number {
+  if (v === undefined || v === null) return 0;
+  return typeof v === 'number' ? v : Number.NaN;
 }
