@@ -10,9 +10,40 @@ const PER_MESSAGE = 4;
 const REPLY_PRIMER = 3;
 const IMAGE_TOKENS = 1105;
 
+/**
+ * The tokenizer's merge step grows with the square of a run without whitespace (64k letters take
+ * seconds, on the event loop), so long texts are counted in pieces of at most this many UTF-16
+ * units, cut at whitespace where there is some. A cut adds at most a token or so per piece.
+ */
+const PIECE = 1024;
+
 export function countText(text: string): number {
-  return text.length === 0 ? 0 : countTokens(text);
+  if (text.length <= PIECE) return text.length === 0 ? 0 : countTokens(text);
+  let n = 0;
+  for (let start = 0; start < text.length; ) {
+    let end = Math.min(start + PIECE, text.length);
+    if (end < text.length) {
+      // Cut before the last whitespace of the window, so that a word keeps its leading space.
+      const ws = lastWhitespace(text, start + PIECE / 2, end);
+      if (ws > start) end = ws;
+      // Never split a surrogate pair.
+      else if (isHighSurrogate(text.charCodeAt(end - 1))) end--;
+    }
+    n += countTokens(text.slice(start, end));
+    start = end;
+  }
+  return n;
 }
+
+function lastWhitespace(text: string, from: number, to: number): number {
+  for (let i = to - 1; i >= from; i--) {
+    const c = text.charCodeAt(i);
+    if (c === 32 || c === 10 || c === 9 || c === 13) return i;
+  }
+  return -1;
+}
+
+const isHighSurrogate = (c: number): boolean => c >= 0xd800 && c <= 0xdbff;
 
 export function estimatePromptTokens(body: Record<string, unknown>): number {
   let total = REPLY_PRIMER;
