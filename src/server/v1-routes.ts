@@ -11,26 +11,37 @@ import { chatCompletions } from '../gateway/chat.js';
 import { embeddings } from '../gateway/embeddings.js';
 import type { Answer, Exchange, Gateway } from '../gateway/gateway.js';
 import { resolveModel } from '../gateway/resolve-model.js';
-import { methodNotAllowed } from './app.js';
+import { methodNotAllowed, type JudgeAuthFailure } from './app.js';
 import { renderError } from './render-error.js';
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
-export function registerV1Routes(app: FastifyInstance, gw: Gateway, maxConcurrent: number): void {
-  // Shedding comes before anything else, authentication included, so it stays cheap under overload.
-  let inFlight = 0;
-  app.addHook('onRequest', (req, reply, done) => {
-    if (!req.url.startsWith('/v1/')) return done();
-    if (inFlight >= maxConcurrent) {
-      const r = renderError(new GatewayError('overloaded', { retryAfterMs: 1000 }), req.id);
-      void reply.code(r.status).headers(r.headers).send(r.body);
-      return;
-    }
-    inFlight++;
-    reply.raw.once('close', () => inFlight--);
-    done();
+export function registerV1Routes(app: FastifyInstance, gw: Gateway, opts: { maxConcurrent: number; judge: JudgeAuthFailure }): void {
+  app.register(async (scope) => {
+    // Shedding comes before authentication, so it stays cheap under overload, and after the
+    // body has arrived, so that clients trickling bodies hold no slot. It belongs to the routes
+    // of this scope, whatever spelling of the URL reached them (absolute form, %-encoding).
+    let inFlight = 0;
+    scope.addHook('preValidation', (req, reply, done) => {
+      if (inFlight >= opts.maxConcurrent) {
+        const r = renderError(new GatewayError('overloaded', { retryAfterMs: 1000 }), req.id);
+        void reply.code(r.status).headers(r.headers).send(r.body);
+        return;
+      }
+      inFlight++;
+      reply.raw.once('close', () => inFlight--);
+      done();
+    });
+    registerCounted(scope, gw, opts.judge);
   });
+  methodNotAllowed(app, '/v1/chat/completions', ['POST']);
+  methodNotAllowed(app, '/v1/embeddings', ['POST']);
+  methodNotAllowed(app, '/v1/models', ['GET']);
+  methodNotAllowed(app, '/v1/models/*', ['GET']);
+  methodNotAllowed(app, '/v1/me', ['GET']);
+}
 
+function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFailure): void {
   /** The request path writes its own responses (streams go out chunk by chunk), so these routes bypass fastify's reply. */
   const raw = (run: (gw: Gateway, ex: Exchange) => Promise<Answer>) => async (req: FastifyRequest, reply: FastifyReply) => {
     reply.hijack();
@@ -58,16 +69,14 @@ export function registerV1Routes(app: FastifyInstance, gw: Gateway, maxConcurren
     } catch (e) {
       if (!isGatewayError(e)) gw.log.error({ err: e, traceId: ex.traceId }, 'request failed');
       if (res.headersSent || res.destroyed) return;
-      const r = renderError(isGatewayError(e) ? e : new GatewayError('internal'), ex.traceId);
+      const r = renderError(judge(isGatewayError(e) ? e : new GatewayError('internal'), req), ex.traceId);
       res.writeHead(r.status, { ...ex.headers, ...r.headers });
       res.end(r.body);
     }
   };
 
   app.post('/v1/chat/completions', raw(chatCompletions));
-  methodNotAllowed(app, '/v1/chat/completions', ['POST']);
   app.post('/v1/embeddings', raw(embeddings));
-  methodNotAllowed(app, '/v1/embeddings', ['POST']);
 
   /** Authenticates, and gives the response the key's rate-limit headers (SPEC §2: every response). */
   const keyOf = async (req: FastifyRequest, reply: FastifyReply) => {
@@ -85,7 +94,6 @@ export function registerV1Routes(app: FastifyInstance, gw: Gateway, maxConcurren
     for (const m of gw.catalog.all()) if (mayUse(key, m.id)) data.push(m.listing);
     return { object: 'list', data };
   });
-  methodNotAllowed(app, '/v1/models', ['GET']);
 
   // Model ids may contain `/` (`org/model`), sent percent-encoded or not.
   app.get('/v1/models/*', async (req, reply) => {
@@ -101,7 +109,6 @@ export function registerV1Routes(app: FastifyInstance, gw: Gateway, maxConcurren
     authorize(key, route.id);
     return route.listing;
   });
-  methodNotAllowed(app, '/v1/models/*', ['GET']);
 
   app.get('/v1/me', async (req, reply) => {
     const key = await keyOf(req, reply);
@@ -135,5 +142,4 @@ export function registerV1Routes(app: FastifyInstance, gw: Gateway, maxConcurren
       },
     };
   });
-  methodNotAllowed(app, '/v1/me', ['GET']);
 }
