@@ -45,6 +45,11 @@ export function jsonShapeFault(text: string, maxDepth = MAX_JSON_DEPTH, maxMembe
     keyStart = new Int32Array(maxDepth + 2);
     keyEnd = new Int32Array(maxDepth + 2);
   }
+  // Locals: V8 keeps them in registers, module-level `let`s it reloads on every access.
+  const arrays = isArray;
+  const indexes = index;
+  const starts = keyStart;
+  const ends = keyEnd;
   const n = text.length;
   let depth = 0;
   let members = 0;
@@ -52,6 +57,8 @@ export function jsonShapeFault(text: string, maxDepth = MAX_JSON_DEPTH, maxMembe
   let lastStringEnd = -1;
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
+    // Digits, '-' and '.' (all between ',' and ':'): most of a body of token arrays.
+    if (c > COMMA && c < COLON) continue;
     if (c === QUOTE) {
       // Jump to the closing quote: one preceded by an even run of backslashes.
       let j = i;
@@ -68,17 +75,17 @@ export function jsonShapeFault(text: string, maxDepth = MAX_JSON_DEPTH, maxMembe
     } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
       depth++;
       if (depth > maxDepth) return { kind: 'depth', path: pathTo(text, depth) };
-      isArray[depth] = c === OPEN_ARRAY ? 1 : 0;
-      index[depth] = 0;
+      arrays[depth] = c === OPEN_ARRAY ? 1 : 0;
+      indexes[depth] = 0;
     } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
       if (depth === 0) return null;
       depth--;
     } else if (c === COMMA) {
-      index[depth]++;
+      indexes[depth]++;
     } else if (c === COLON) {
       if (++members > maxMembers) return { kind: 'members' };
-      keyStart[depth] = lastStringStart;
-      keyEnd[depth] = lastStringEnd;
+      starts[depth] = lastStringStart;
+      ends[depth] = lastStringEnd;
     }
   }
   return null;
