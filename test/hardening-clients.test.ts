@@ -533,8 +533,8 @@ describe('bodies over the limit', () => {
     const { hostname, port } = new URL(url);
     const socket = connect({ host: hostname, port: Number(port) });
     socket.pause();
-    let failure: Error | null = null;
-    socket.on('error', (e) => (failure ??= e));
+    const seen: { failure?: Error } = {};
+    socket.on('error', (e) => (seen.failure ??= e));
     try {
       await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
       const chunk = Buffer.alloc(64 * 1024, 0x20);
@@ -550,7 +550,7 @@ describe('bodies over the limit', () => {
           });
         }
       }
-      if (socket.destroyed) throw new Error(`reset while sending the body (${failure?.message ?? 'closed'})`);
+      if (socket.destroyed) throw new Error(`reset while sending the body (${seen.failure?.message ?? 'closed'})`);
       const parts: Buffer[] = [];
       return await within(
         new Promise<RawResponse>((resolve, reject) => {
@@ -559,7 +559,7 @@ describe('bodies over the limit', () => {
             const r = parseResponse(Buffer.concat(parts));
             if (r !== null) resolve(r);
           });
-          socket.once('close', () => reject(new Error(`no answer (${failure?.message ?? 'closed'}); received ${JSON.stringify(Buffer.concat(parts).toString('latin1').slice(0, 200))}`)));
+          socket.once('close', () => reject(new Error(`no answer (${seen.failure?.message ?? 'closed'}); received ${JSON.stringify(Buffer.concat(parts).toString('latin1').slice(0, 200))}`)));
           socket.resume();
         }),
         20_000,
