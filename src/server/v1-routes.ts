@@ -34,11 +34,6 @@ export function registerV1Routes(app: FastifyInstance, gw: Gateway, opts: { maxC
     });
     registerCounted(scope, gw, opts.judge);
   });
-  methodNotAllowed(app, '/v1/chat/completions', ['POST']);
-  methodNotAllowed(app, '/v1/embeddings', ['POST']);
-  methodNotAllowed(app, '/v1/models', ['GET']);
-  methodNotAllowed(app, '/v1/models/*', ['GET']);
-  methodNotAllowed(app, '/v1/me', ['GET']);
 }
 
 function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFailure): void {
@@ -76,7 +71,9 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
   };
 
   app.post('/v1/chat/completions', raw(chatCompletions));
+  methodNotAllowed(app, '/v1/chat/completions', ['POST']);
   app.post('/v1/embeddings', raw(embeddings));
+  methodNotAllowed(app, '/v1/embeddings', ['POST']);
 
   /** Authenticates, and gives the response the key's rate-limit headers (SPEC §2: every response). */
   const keyOf = async (req: FastifyRequest, reply: FastifyReply) => {
@@ -94,6 +91,7 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
     for (const m of gw.catalog.all()) if (mayUse(key, m.id)) data.push(m.listing);
     return { object: 'list', data };
   });
+  methodNotAllowed(app, '/v1/models', ['GET']);
 
   // Model ids may contain `/` (`org/model`), sent percent-encoded or not.
   app.get('/v1/models/*', async (req, reply) => {
@@ -109,6 +107,7 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
     authorize(key, route.id);
     return route.listing;
   });
+  methodNotAllowed(app, '/v1/models/*', ['GET']);
 
   app.get('/v1/me', async (req, reply) => {
     const key = await keyOf(req, reply);
@@ -142,4 +141,5 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
       },
     };
   });
+  methodNotAllowed(app, '/v1/me', ['GET']);
 }
