@@ -37,6 +37,7 @@ export const ERROR_REGISTRY = {
   payload_too_large: { status: 413, type: 'invalid_request_error', retryable: false, message: 'Request body is too large' },
   headers_too_large: { status: 431, type: 'invalid_request_error', retryable: false, message: 'Request headers are too large' },
   rate_limited: { status: 429, type: 'rate_limit_error', retryable: true, message: 'Rate limit exceeded. Please slow down your requests' },
+  too_many_auth_failures: { status: 429, type: 'rate_limit_error', retryable: true, message: 'Too many failed authentications from this address. Please retry later' },
   quota_exhausted: { status: 429, type: 'rate_limit_error', retryable: false, message: 'Spend quota exceeded' },
   internal: { status: 500, type: 'api_error', retryable: true, message: 'An internal error occurred' },
   upstream_failed: { status: 502, type: 'api_error', retryable: true, message: 'The model service is unavailable' },

@@ -1,6 +1,7 @@
 import { generateKey } from '../auth/keys.js';
 import { parseUsd } from '../billing/money.js';
 import { badRequest, GatewayError } from '../errors.js';
+import { parseBoundedJson } from '../gateway/json-shape.js';
 import type { Account, ApiKey, KeyPatch, Limits, Store, UsagePage } from '../store/types.js';
 
 // The operations of the admin API, with their input checks, shared by the HTTP routes and the
@@ -210,9 +211,5 @@ export async function getKey(store: Store, id: string): Promise<ApiKey> {
 export function parseAdminBody(raw: unknown): unknown {
   if (raw === undefined || raw === null || raw === '') return undefined;
   if (typeof raw !== 'string') return raw;
-  try {
-    return JSON.parse(raw) as unknown;
-  } catch {
-    throw badRequest('The request body is not valid JSON');
-  }
+  return parseBoundedJson(raw);
 }

@@ -71,6 +71,15 @@ const server = z
     port: z.number().int().min(0).max(65535).default(8360),
     max_concurrent_requests: z.number().int().positive().default(4096),
     body_limit: z.number().int().positive().default(20 * 1024 * 1024),
+    /** A request's headers and body must arrive within this long of its first byte; then 408. */
+    body_timeout_ms: z.number().int().positive().default(30_000),
+    /** Failed authentications answered 401 per client address per minute; beyond, 429. 0: no limit. */
+    auth_failures_per_minute: z.number().int().nonnegative().default(20),
+    /**
+     * Whose `X-Forwarded-For` names the client: false (the socket's address), true (any hop:
+     * only behind a proxy that overwrites the header), or the proxies' addresses and CIDRs.
+     */
+    trust_proxy: z.union([z.boolean(), z.array(z.string().min(1))]).default(false),
     /** On SIGTERM: how long in-flight requests may take before they are cut. */
     shutdown_timeout_ms: z.number().int().nonnegative().default(30_000),
   })

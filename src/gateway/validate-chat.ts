@@ -1,5 +1,6 @@
 import { badRequest } from '../errors.js';
 import type { JsonObject } from '../providers/types.js';
+import { parseBoundedJson } from './json-shape.js';
 
 // Checks the chat-completions parameters the gateway or any upstream relies on, each failure a
 // 400 whose `param` names the field (`messages[2].content[0].type`). Parameters it does not know
@@ -28,12 +29,7 @@ const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInt
 /** Parses the raw body: 400 when it is not a JSON object. */
 export function parseJsonBody(raw: string | undefined): JsonObject {
   if (raw === undefined || raw.length === 0) throw badRequest('The request body is empty; expected a JSON object');
-  let v: unknown;
-  try {
-    v = JSON.parse(raw);
-  } catch {
-    throw badRequest('The request body is not valid JSON');
-  }
+  const v = parseBoundedJson(raw);
   if (!isObj(v)) throw badRequest('The request body must be a JSON object');
   return v;
 }

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { AuthFailures } from '../auth/failures.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { registerAdminRoutes } from './admin-routes.js';
@@ -13,9 +14,21 @@ export interface AppOptions {
   gateway: Omit<Gateway, 'log'>;
   adminHash: string;
   bodyLimit: number;
+  bodyTimeoutMs: number;
   maxConcurrentRequests: number;
+  authFailuresPerMinute: number;
+  trustProxy: boolean | string[];
   log: Logger;
 }
+
+/** Turns a failed authentication into a 429 once the client address has used up its budget. */
+export type JudgeAuthFailure = (err: GatewayError, req: FastifyRequest) => GatewayError;
+
+/**
+ * Sockets whose request was answered before its body had all arrived, while the rest of the
+ * body is read and dropped: a timeout there closes the socket without a second answer.
+ */
+const draining = new WeakSet<Duplex>();
 
 /** `req_` and 32 hex digits. randomUUID draws from a cached entropy pool: no system call per request. */
 function traceId(): string {
@@ -33,8 +46,17 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
     logController: new LogController({ disableRequestLogging: true }),
     clientErrorHandler: answerMalformed,
     // URLs the router cannot read (bad percent-encoding, an over-long path parameter) would otherwise get fastify's own body.
-    frameworkErrors: (err, req, reply) => sendError(reply, toGatewayError(err, req), req.id),
+    frameworkErrors: (err, req, reply) => sendError(req, reply, toGatewayError(err, req)),
     bodyLimit: opts.bodyLimit,
+    // Node's request timeout covers the headers and the body, and only while they arrive; its
+    // sweep runs every connectionsCheckingInterval (30 s by default: too coarse for the bound).
+    requestTimeout: opts.bodyTimeoutMs,
+    http: {
+      requestTimeout: opts.bodyTimeoutMs,
+      headersTimeout: Math.min(60_000, opts.bodyTimeoutMs),
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(opts.bodyTimeoutMs / 4))),
+    },
+    trustProxy: opts.trustProxy,
     genReqId: traceId,
     requestIdHeader: false,
     return503OnClosing: false,
@@ -56,14 +78,34 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
     done();
   });
 
+  const failures = new AuthFailures(opts.authFailuresPerMinute);
+  const judge: JudgeAuthFailure = (err, req) => {
+    if (err.code !== 'invalid_api_key') return err;
+    const wait = failures.fail(req.ip);
+    return wait === 0 ? err : new GatewayError('too_many_auth_failures', { retryAfterMs: wait });
+  };
+
   app.setErrorHandler((err: FastifyError | GatewayError, req: FastifyRequest, reply: FastifyReply) => {
-    sendError(reply, toGatewayError(err, req), req.id);
+    sendError(req, reply, judge(toGatewayError(err, req), req));
   });
   app.setNotFoundHandler((req, reply) => {
-    sendError(reply, new GatewayError('not_found', { message: `Unknown path: ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}` }), req.id);
+    sendError(req, reply, new GatewayError('not_found', { message: `Unknown path: ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}` }));
   });
 
-  registerV1Routes(app, gateway, opts.maxConcurrentRequests);
+  // Without a listener node sends `100 Continue` itself, and the client then sends a body the
+  // gateway is bound to refuse. Over the limit, the 413 goes out instead; node closes the
+  // connection after it, the client not having sent the body.
+  app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (Number(req.headers['content-length']) > opts.bodyLimit) {
+      const r = renderError(new GatewayError('payload_too_large'), traceId());
+      res.writeHead(r.status, { ...r.headers, 'content-length': String(Buffer.byteLength(r.body)) }).end(r.body);
+      return;
+    }
+    res.writeContinue();
+    app.server.emit('request', req, res);
+  });
+
+  registerV1Routes(app, gateway, { maxConcurrent: opts.maxConcurrentRequests, judge });
   registerAdminRoutes(app, gateway.store, opts.adminHash);
   app.get('/health', async () => ({ status: 'ok' }));
   methodNotAllowed(app, '/health', ['GET']);
@@ -73,6 +115,10 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
 /** Requests node's HTTP parser rejects never reach a route; they still get our error shape. */
 function answerMalformed(err: NodeJS.ErrnoException, socket: Duplex): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  if (draining.has(socket)) {
+    socket.destroy();
+    return;
+  }
   const e =
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
       ? new GatewayError('request_timeout')
@@ -102,9 +148,25 @@ function toGatewayError(err: FastifyError | GatewayError, req: FastifyRequest): 
   return new GatewayError('internal');
 }
 
-export function sendError(reply: FastifyReply, err: GatewayError, id: string): void {
-  const r = renderError(err, id);
+function sendError(req: FastifyRequest, reply: FastifyReply, err: GatewayError): void {
+  const r = renderError(err, req.id);
+  if (!req.raw.complete) drainBody(req.raw, reply);
   void reply.code(r.status).headers(r.headers).send(r.body);
+}
+
+/**
+ * An answer that leaves before the request's body has arrived (a 413, a refused admin key): the
+ * rest of the body is read and dropped until it ends, so the connection stays usable. Closing
+ * at once (as fastify asks with `connection: close`) would make the kernel reset the
+ * connection when the client's next bytes arrive, and a reset discards the answer the client
+ * has not read yet. The body timeout still bounds how long the body may take.
+ */
+function drainBody(req: IncomingMessage, reply: FastifyReply): void {
+  reply.removeHeader('connection');
+  const socket = req.socket;
+  draining.add(socket);
+  req.once('end', () => draining.delete(socket));
+  req.resume();
 }
 
 /** Answers any other method on a known path with 405 and `Allow`. */

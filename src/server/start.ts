@@ -42,7 +42,10 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
     gateway: { store, catalog, keys: new KeyCache(store), limiter, background: new Set(), streams: new Set() },
     adminHash: admin.hash,
     bodyLimit: config.server.body_limit,
+    bodyTimeoutMs: config.server.body_timeout_ms,
     maxConcurrentRequests: config.server.max_concurrent_requests,
+    authFailuresPerMinute: config.server.auth_failures_per_minute,
+    trustProxy: config.server.trust_proxy,
     log,
   });
   if (recovered > 0) app.log.warn({ holds: recovered }, 'released holds left by a process that stopped mid-request');

@@ -11,26 +11,32 @@ import { chatCompletions } from '../gateway/chat.js';
 import { embeddings } from '../gateway/embeddings.js';
 import type { Answer, Exchange, Gateway } from '../gateway/gateway.js';
 import { resolveModel } from '../gateway/resolve-model.js';
-import { methodNotAllowed } from './app.js';
+import { methodNotAllowed, type JudgeAuthFailure } from './app.js';
 import { renderError } from './render-error.js';
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
-export function registerV1Routes(app: FastifyInstance, gw: Gateway, maxConcurrent: number): void {
-  // Shedding comes before anything else, authentication included, so it stays cheap under overload.
-  let inFlight = 0;
-  app.addHook('onRequest', (req, reply, done) => {
-    if (!req.url.startsWith('/v1/')) return done();
-    if (inFlight >= maxConcurrent) {
-      const r = renderError(new GatewayError('overloaded', { retryAfterMs: 1000 }), req.id);
-      void reply.code(r.status).headers(r.headers).send(r.body);
-      return;
-    }
-    inFlight++;
-    reply.raw.once('close', () => inFlight--);
-    done();
+export function registerV1Routes(app: FastifyInstance, gw: Gateway, opts: { maxConcurrent: number; judge: JudgeAuthFailure }): void {
+  app.register(async (scope) => {
+    // Shedding comes before authentication, so it stays cheap under overload, and after the
+    // body has arrived, so that clients trickling bodies hold no slot. It belongs to the routes
+    // of this scope, whatever spelling of the URL reached them (absolute form, %-encoding).
+    let inFlight = 0;
+    scope.addHook('preValidation', (req, reply, done) => {
+      if (inFlight >= opts.maxConcurrent) {
+        const r = renderError(new GatewayError('overloaded', { retryAfterMs: 1000 }), req.id);
+        void reply.code(r.status).headers(r.headers).send(r.body);
+        return;
+      }
+      inFlight++;
+      reply.raw.once('close', () => inFlight--);
+      done();
+    });
+    registerCounted(scope, gw, opts.judge);
   });
+}
 
+function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFailure): void {
   /** The request path writes its own responses (streams go out chunk by chunk), so these routes bypass fastify's reply. */
   const raw = (run: (gw: Gateway, ex: Exchange) => Promise<Answer>) => async (req: FastifyRequest, reply: FastifyReply) => {
     reply.hijack();
@@ -58,7 +64,7 @@ export function registerV1Routes(app: FastifyInstance, gw: Gateway, maxConcurren
     } catch (e) {
       if (!isGatewayError(e)) gw.log.error({ err: e, traceId: ex.traceId }, 'request failed');
       if (res.headersSent || res.destroyed) return;
-      const r = renderError(isGatewayError(e) ? e : new GatewayError('internal'), ex.traceId);
+      const r = renderError(judge(isGatewayError(e) ? e : new GatewayError('internal'), req), ex.traceId);
       res.writeHead(r.status, { ...ex.headers, ...r.headers });
       res.end(r.body);
     }
