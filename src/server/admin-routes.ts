@@ -8,10 +8,10 @@ import { methodNotAllowed } from './app.js';
 type WithId = FastifyRequest<{ Params: { id: string } }>;
 
 /** SPEC §5. Every route checks the admin key first: a client key gets 401 `invalid_api_key`. */
-export function registerAdminRoutes(app: FastifyInstance, store: Store, adminHash: string): void {
+export function registerAdminRoutes(app: FastifyInstance, store: Store, adminHash: () => string): void {
   app.register(
     async (scope) => {
-      scope.addHook('onRequest', async (req) => authenticateAdmin(adminHash, req.headers.authorization));
+      scope.addHook('onRequest', async (req) => authenticateAdmin(adminHash(), req.headers.authorization));
       const json = (req: FastifyRequest): unknown => admin.parseAdminBody(req.body);
 
       scope.post('/accounts', async (req, reply) => {

@@ -11,7 +11,8 @@ import { registerV1Routes } from './v1-routes.js';
 
 export interface AppOptions {
   gateway: Omit<Gateway, 'log'>;
-  adminHash: string;
+  /** The admin key's hash; a function because a first start settles it only once the server listens. */
+  adminHash: () => string;
   bodyLimit: number;
   maxConcurrentRequests: number;
   log: Logger;

@@ -45,6 +45,14 @@ export interface NewKey {
   expiresAt: number | null;
 }
 
+/** The writes of a first start; see Store.firstStart. */
+export interface FirstStart {
+  /** Kept unless a value is already stored under this name. */
+  setting: { name: string; value: string } | null;
+  /** Created, with its key, unless any account exists. */
+  account: { name: string; credit: bigint; key: Omit<NewKey, 'accountId'> };
+}
+
 export interface KeyPatch {
   name?: string | null;
   models?: string[] | null;
@@ -175,6 +183,12 @@ export interface Store {
   /** Sum of charged costs of the account since `since` (epoch ms). */
   spendSince(accountId: string, since: number, keyId?: string): Promise<bigint>;
 
+  /**
+   * The first start's writes in one transaction, so that however many processes start on one
+   * database together, exactly one makes them. Returns the value now stored under the setting's
+   * name (null when none was given) and whether this call created the account.
+   */
+  firstStart(input: FirstStart): Promise<{ setting: string | null; accountCreated: boolean }>;
   getSetting(name: string): Promise<string | null>;
   setSetting(name: string, value: string): Promise<void>;
 }

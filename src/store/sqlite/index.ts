@@ -9,6 +9,7 @@ import type {
   ApiKey,
   CreditInput,
   CreditResult,
+  FirstStart,
   Hold,
   KeyPatch,
   LedgerTotals,
@@ -183,6 +184,7 @@ export class SqliteStore implements Store {
       spendSinceKey: db.prepare('SELECT COALESCE(SUM(cost), 0) FROM usage WHERE account_id = ? AND key_id = ? AND created_at >= ?').pluck(),
       getSetting: db.prepare('SELECT value FROM settings WHERE name = ?').pluck(),
       setSetting: db.prepare('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value'),
+      keepSetting: db.prepare('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING'),
     };
   }
 
@@ -212,15 +214,18 @@ export class SqliteStore implements Store {
   async createAccount(input: { name: string; credit: bigint; limits?: Limits | null }): Promise<Account> {
     const id = newId('acct');
     const now = Date.now();
-    this.db.transaction(() => {
-      this.s.insertAccount.run(id, input.name, encodeLimits(input.limits), now);
-      if (input.credit > 0n) {
-        this.s.addBalance.run(input.credit, id);
-        this.s.insertLedger.run(id, 'credit', input.credit, null, 'initial credit', null, now);
-      }
-    }).immediate();
+    this.db.transaction(() => this.insertAccount(id, input, now)).immediate();
     this.ownChanges++;
     return toAccount(this.s.getAccount.get(id) as Row);
+  }
+
+  /** Inside a transaction: the account and its initial credit in the ledger. */
+  private insertAccount(id: string, input: { name: string; credit: bigint; limits?: Limits | null }, now: number): void {
+    this.s.insertAccount.run(id, input.name, encodeLimits(input.limits), now);
+    if (input.credit > 0n) {
+      this.s.addBalance.run(input.credit, id);
+      this.s.insertLedger.run(id, 'credit', input.credit, null, 'initial credit', null, now);
+    }
   }
 
   async getAccount(id: string): Promise<Account | null> {
@@ -386,6 +391,23 @@ export class SqliteStore implements Store {
     this.group.flush();
     const v = keyId === undefined ? this.s.spendSince.get(accountId, since) : this.s.spendSinceKey.get(accountId, keyId, since);
     return big(v);
+  }
+
+  async firstStart(input: FirstStart): Promise<{ setting: string | null; accountCreated: boolean }> {
+    const { setting, account } = input;
+    const result = this.db.transaction(() => {
+      if (setting !== null) this.s.keepSetting.run(setting.name, setting.value);
+      const stored = setting === null ? null : (this.s.getSetting.get(setting.name) as string);
+      if (num(this.s.countAccounts.get()) > 0) return { setting: stored, accountCreated: false };
+      const id = newId('acct');
+      const now = Date.now();
+      this.insertAccount(id, account, now);
+      const k = account.key;
+      this.s.insertKey.run(newId('key'), id, k.name, k.prefix, k.hash, encodeModels(k.models), encodeLimits(k.limits), k.expiresAt, now);
+      return { setting: stored, accountCreated: true };
+    }).immediate();
+    this.ownChanges++;
+    return result;
   }
 
   async getSetting(name: string): Promise<string | null> {

@@ -1,0 +1,228 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { Agent, request } from 'undici';
+import { CLI, exited, freePort, spawnGateway } from './helpers/process.js';
+import { startFakeUpstream, type FakeUpstream } from './helpers/upstream.js';
+
+// Issue 8, "found by trying it as a new user would": what a first-time operator runs into.
+
+const dirs: string[] = [];
+after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+function freshDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'token360-firstrun-'));
+  dirs.push(d);
+  return d;
+}
+
+/** The caller's environment without any TOKEN360_* variable. */
+function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TOKEN360_')) env[k] = v;
+  return { ...env, ...extra };
+}
+
+interface Served {
+  child: ChildProcess;
+  out(): string;
+  err(): string;
+}
+
+/** `token360 ...args` in its own process, output collected. */
+function run(args: string[], cwd: string, env: Record<string, string> = {}): Served {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  return { child, out: () => out, err: () => err };
+}
+
+/** Polls `probe` until it yields a value; fails with the process output on exit or after `ms`. */
+async function waitFor<T>(what: string, s: Served, probe: () => T | null | undefined | Promise<T | null | undefined>, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== null && v !== undefined) return v;
+    if (s.child.exitCode !== null) assert.fail(`${what}: the process exited (${s.child.exitCode})\nstdout:\n${s.out()}\nstderr:\n${s.err()}`);
+    if (Date.now() > deadline) assert.fail(`${what}: timed out\nstdout:\n${s.out()}\nstderr:\n${s.err()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Exit code once the process ends; SIGKILL after `ms` so a hung process cannot hang the suite. */
+async function exitCode(child: ChildProcess, ms = 20_000): Promise<number | null> {
+  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+  await exited(child);
+  clearTimeout(timer);
+  return child.exitCode;
+}
+
+const chat = (base: string, key: string, body: Record<string, unknown> = {}): Promise<Response> =>
+  fetch(`${base}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'Hello' }], ...body }),
+  });
+
+describe('first start', () => {
+  test('a first start that cannot listen exits non-zero naming the port, and the next start prints working demo and admin keys', async () => {
+    const cwd = freshDir();
+    const taken: Server = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const busyPort = (taken.address() as { port: number }).port;
+    let failed: Served;
+    try {
+      failed = run(['serve'], cwd, { TOKEN360_PORT: String(busyPort) });
+      assert.notEqual(await exitCode(failed.child), 0, 'a start that cannot listen fails');
+    } finally {
+      await new Promise<void>((r) => taken.close(() => r()));
+    }
+    assert.match(failed.err(), new RegExp(`${busyPort}.*already in use`), failed.err());
+    assert.doesNotMatch(failed.err(), /^\s+at /m, 'no stack trace');
+    assert.doesNotMatch(failed.out() + failed.err(), /sk-[0-9A-Za-z]{20,}/, 'no key printed by the failed start');
+
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const second = run(['serve'], cwd, { TOKEN360_PORT: String(port) });
+    try {
+      const demoKey = await waitFor('the demo key', second, () => /demo API key:\s*(sk-[0-9A-Za-z]{40,})/.exec(second.out())?.[1]);
+      const adminKey = await waitFor('the admin key', second, () => /admin key[^:\n]*:\s*(sk-\S+)/.exec(second.out())?.[1]);
+      const r = await chat(base, demoKey);
+      assert.equal(r.status, 200, await r.clone().text());
+      assert.equal(((await r.json()) as any).object, 'chat.completion');
+      const keys = await fetch(`${base}/admin/keys`, { headers: { authorization: `Bearer ${adminKey}` } });
+      assert.equal(keys.status, 200);
+      assert.equal(((await keys.json()) as any).data.length, 1, 'one demo key, none left by the failed start');
+    } finally {
+      second.child.kill('SIGTERM');
+      assert.equal(await exitCode(second.child), 0, second.err());
+    }
+  });
+
+  test('processes starting together on one empty database make one demo account and one admin key, and each prints its keys only if it made them', async () => {
+    const cwd = freshDir();
+    const ports = await Promise.all([freePort(), freePort(), freePort()]);
+    const procs = ports.map((port) => run(['serve'], cwd, { TOKEN360_PORT: String(port) }));
+    try {
+      // Each start prints its keys (if any) before its `token360 listening` line.
+      await Promise.all(procs.map((p) => waitFor('the listening line', p, () => (p.out().includes('token360 listening') ? true : null))));
+      const demoKeys = procs.flatMap((p) => [...p.out().matchAll(/demo API key:\s*(sk-[0-9A-Za-z]{40,})/g)].map((m) => m[1]!));
+      const adminKeys = procs.flatMap((p) => [...p.out().matchAll(/admin key[^:\n]*:\s*(sk-\S+)/g)].map((m) => m[1]!));
+      assert.equal(demoKeys.length, 1, `one demo key printed in all:\n${procs.map((p) => p.out()).join('\n---\n')}`);
+      assert.equal(adminKeys.length, 1, 'one admin key printed in all');
+      for (const port of ports) {
+        const base = `http://127.0.0.1:${port}`;
+        assert.equal((await chat(base, demoKeys[0]!)).status, 200);
+        const keys = await fetch(`${base}/admin/keys`, { headers: { authorization: `Bearer ${adminKeys[0]}` } });
+        assert.equal(keys.status, 200, `the printed admin key works on every process (port ${port})`);
+        assert.equal(((await keys.json()) as any).data.length, 1);
+      }
+    } finally {
+      for (const p of procs) p.child.kill('SIGTERM');
+      for (const p of procs) assert.equal(await exitCode(p.child), 0, p.err());
+    }
+  });
+});
+
+describe('SIGTERM with keep-alive clients', () => {
+  const ADMIN = 'sk-admin-firstrun-0123456789abcdefghij';
+  let upstream: FakeUpstream;
+  let configPath: string;
+
+  /** A spawned gateway on the fake upstream, with a 30 s shutdown deadline; an account and a key on it. */
+  async function gateway(): Promise<{ child: ChildProcess; base: string; key: string }> {
+    upstream ??= await startFakeUpstream();
+    if (configPath === undefined) {
+      const dir = freshDir();
+      configPath = join(dir, 'token360.yaml');
+      writeFileSync(
+        configPath,
+        `database: sqlite:${join(dir, 'data', 'db')}\nlog_level: warn\nadmin_key: ${ADMIN}\nserver:\n  shutdown_timeout_ms: 30000\n` +
+          `providers:\n  up:\n    type: openai\n    base_url: ${upstream.url}\n    api_key: sk-upstream-secret\n` +
+          `models:\n  m:\n    pricing: { input: 1, output: 2 }\n    deployments: [{ provider: up, model: gpt-4o-mini }]\n`,
+      );
+    }
+    const port = await freePort();
+    const child = await spawnGateway(configPath, port);
+    const base = `http://127.0.0.1:${port}`;
+    const admin = (path: string, body: unknown): Promise<any> =>
+      fetch(base + path, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json());
+    const account = await admin('/admin/accounts', { name: 'shutdown', credit: '10' });
+    const { key } = await admin('/admin/keys', { account_id: account.id });
+    return { child, base, key };
+  }
+
+  after(() => upstream?.close());
+
+  /** SIGTERM now; the process must exit 0 within 5 s of the last response having ended. */
+  async function stopsPromptly(child: ChildProcess, responsesEnded: Promise<unknown>): Promise<void> {
+    const killer = setTimeout(() => child.kill('SIGKILL'), 40_000);
+    await responsesEnded;
+    const ended = Date.now();
+    await exited(child);
+    clearTimeout(killer);
+    const took = Date.now() - ended;
+    assert.equal(child.exitCode, 0, `exit code (signal ${child.signalCode})`);
+    assert.ok(took < 5_000, `exited ${took} ms after the last response ended (shutdown_timeout_ms is 30000)`);
+  }
+
+  const body = (stream: boolean) => JSON.stringify({ model: 'm', stream, messages: [{ role: 'user', content: 'hi' }] });
+
+  test('a stream in flight at SIGTERM ends whole, then the idle keep-alive connection does not hold the exit', async () => {
+    const { child, base, key } = await gateway();
+    upstream.setBehavior((req) => ((req.body as { stream?: boolean }).stream === true ? { kind: 'stream', chunkDelayMs: 150 } : { kind: 'ok' }));
+    const agent = new Agent({ keepAliveTimeout: 60_000 });
+    try {
+      const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+      // A finished request first, so the connection has served one response and stays open.
+      const warm = await request(`${base}/v1/chat/completions`, { dispatcher: agent, method: 'POST', headers, body: body(false) });
+      assert.equal(warm.statusCode, 200);
+      await warm.body.text();
+      const res = await request(`${base}/v1/chat/completions`, { dispatcher: agent, method: 'POST', headers, body: body(true) });
+      assert.equal(res.statusCode, 200);
+      assert.notEqual(res.headers['connection'], 'close');
+      let text = '';
+      const read = (async () => {
+        for await (const c of res.body) {
+          text += (c as Buffer).toString();
+          if (child.signalCode === null && !child.killed) child.kill('SIGTERM');
+        }
+      })();
+      await stopsPromptly(child, read);
+      assert.ok(text.includes('data: [DONE]'), `the stream ended whole:\n${text}`);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await agent.close();
+    }
+  });
+
+  test('a non-streamed request in flight at SIGTERM is answered, then the idle keep-alive connection does not hold the exit', async () => {
+    const { child, base, key } = await gateway();
+    upstream.setBehavior({ kind: 'ok', delayMs: 300 });
+    const agent = new Agent({ keepAliveTimeout: 60_000 });
+    try {
+      const seen = upstream.requests.length;
+      const pending = request(`${base}/v1/chat/completions`, {
+        dispatcher: agent, method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: body(false),
+      });
+      // SIGTERM once the request has reached the upstream: it is in flight in the gateway.
+      const deadline = Date.now() + 20_000;
+      while (upstream.requests.length === seen && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      child.kill('SIGTERM');
+      const answered = pending.then(async (res) => ({ status: res.statusCode, json: (await res.body.json()) as any }));
+      await stopsPromptly(child, answered);
+      const r = await answered;
+      assert.equal(r.status, 200);
+      assert.equal(r.json.object, 'chat.completion');
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await agent.close();
+    }
+  });
+});
