@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -224,5 +224,68 @@ describe('SIGTERM with keep-alive clients', () => {
       if (child.exitCode === null) child.kill('SIGKILL');
       await agent.close();
     }
+  });
+});
+
+describe('the CLI run from another directory', () => {
+  /** `token360 ...args` to completion. */
+  async function cli(args: string[], cwd: string, env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const p = run(args, cwd, env);
+    const code = await exitCode(p.child);
+    return { code, stdout: p.out(), stderr: p.err() };
+  }
+
+  test('with no database where it looks, an admin command fails naming the path and creates nothing', async () => {
+    const cwd = freshDir();
+    for (const args of [['keys', 'list'], ['accounts', 'create', '--name', 'x', '--credit', '5', '--json'], ['usage', '--json']]) {
+      const r = await cli(args, cwd);
+      assert.notEqual(r.code, 0, `${args.join(' ')} exited 0: ${r.stdout}`);
+      const expected = join(cwd, 'data', 'token360.db');
+      assert.match(r.stderr, new RegExp(`no database at ${expected.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`), r.stderr);
+      assert.match(r.stderr, /token360 serve/);
+      assert.match(r.stderr, /token360 migrate/);
+      assert.match(r.stderr, /--config/);
+      assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
+      assert.equal(r.stdout, '', 'nothing on stdout');
+      assert.deepEqual(readdirSync(cwd), [], `${args.join(' ')} created nothing`);
+    }
+  });
+
+  test('TOKEN360_DATABASE_URL, --config and TOKEN360_CONFIG find the database from anywhere; stderr names it, --json stdout stays clean', async () => {
+    const home = freshDir();
+    const elsewhere = freshDir();
+    const db = join(home, 'data', 'gw.db');
+    const url = `sqlite:${db}`;
+
+    const migrated = await cli(['migrate'], home, { TOKEN360_DATABASE_URL: url });
+    assert.equal(migrated.code, 0, migrated.stderr);
+    assert.match(migrated.stdout, new RegExp(`created sqlite:${db}`));
+    assert.match(migrated.stdout, /applied migration 1/);
+    const again = await cli(['migrate', '--json'], home, { TOKEN360_DATABASE_URL: url });
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(JSON.parse(again.stdout), { database: url, created: false, applied: [] }, 'a second migrate changes nothing');
+
+    const made = await cli(['accounts', 'create', '--name', 'acme', '--credit', '5', '--json'], elsewhere, { TOKEN360_DATABASE_URL: url });
+    assert.equal(made.code, 0, made.stderr);
+    const account = JSON.parse(made.stdout);
+    assert.equal(account.name, 'acme');
+    assert.match(made.stderr, new RegExp(`database sqlite:${db} \\(from TOKEN360_DATABASE_URL\\)`));
+
+    const configPath = join(home, 'token360.yaml');
+    writeFileSync(configPath, `database: ${url}\n`);
+    const viaFlag = await cli(['--config', configPath, 'accounts', 'show', account.id, '--json'], elsewhere);
+    assert.equal(viaFlag.code, 0, viaFlag.stderr);
+    assert.equal(JSON.parse(viaFlag.stdout).balance, '5.000000000');
+    assert.match(viaFlag.stderr, new RegExp(`database sqlite:${db} \\(from ${configPath}\\)`));
+    const viaEnv = await cli(['keys', 'list', '--json'], elsewhere, { TOKEN360_CONFIG: configPath });
+    assert.equal(viaEnv.code, 0, viaEnv.stderr);
+    assert.deepEqual(JSON.parse(viaEnv.stdout), []);
+    // And from the directory of the config file, found as `serve` finds it.
+    const viaCwd = await cli(['accounts', 'show', account.id], home);
+    assert.equal(viaCwd.code, 0, viaCwd.stderr);
+    assert.match(viaCwd.stdout, /acme/);
+
+    assert.deepEqual(readdirSync(elsewhere), [], 'nothing created where the commands ran');
+    assert.ok(!existsSync(join(home, 'data', 'token360.db')), 'no second database beside the first');
   });
 });

@@ -1,5 +1,6 @@
 import { loadConfig } from '../config/load.js';
 import { startGateway } from '../server/start.js';
+import { describeDatabase } from '../store/open.js';
 
 export async function serve(configPath: string | undefined, opts: { host?: string; port?: string }): Promise<void> {
   const env = { ...process.env };
@@ -18,7 +19,7 @@ export async function serve(configPath: string | undefined, opts: { host?: strin
     process.stdout.write(lines.join('\n') + '\n');
   }
   // After the keys, so that whoever waits for this line has seen them.
-  log.info({ url: gw.url, config: source ?? 'built-in defaults', database: config.database.replace(/\/\/[^@]*@/, '//***@') }, 'token360 listening');
+  log.info({ url: gw.url, config: source ?? 'built-in defaults', database: describeDatabase(config.database) }, 'token360 listening');
   const stop = (signal: string): void => {
     log.info({ signal }, 'shutting down');
     gw.close().then(

@@ -45,6 +45,11 @@ export interface NewKey {
   expiresAt: number | null;
 }
 
+export interface Migration {
+  version: number;
+  name: string;
+}
+
 /** The writes of a first start; see Store.firstStart. */
 export interface FirstStart {
   /** Kept unless a value is already stored under this name. */
@@ -138,8 +143,8 @@ export interface LedgerTotals {
 
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
-  /** Applies pending versioned migrations. */
-  migrate(): Promise<void>;
+  /** Applies pending versioned migrations; returns those applied since the store was opened (`token360 migrate` prints them). */
+  migrate(): Promise<readonly Migration[]>;
   close(): Promise<void>;
   /**
    * A number that changes whenever keys or accounts may have changed, including by another

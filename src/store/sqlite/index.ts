@@ -14,6 +14,7 @@ import type {
   KeyPatch,
   LedgerTotals,
   Limits,
+  Migration,
   NewHold,
   NewKey,
   PlannedHoldResult,
@@ -100,6 +101,7 @@ export class SqliteStore implements Store {
   private readonly s: ReturnType<SqliteStore['prepare']>;
   private readonly group: GroupCommit;
   private readonly checkpointer: Worker | null;
+  private readonly applied: readonly Migration[];
   private readonly creditTx: Database.Transaction<(input: CreditInput) => 'credited' | 'replayed' | 'conflict' | 'no_account'>;
 
   constructor(path: string) {
@@ -110,7 +112,7 @@ export class SqliteStore implements Store {
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
-    this.runMigrations();
+    this.applied = this.runMigrations();
     this.s = this.prepare();
     this.creditTx = this.db.transaction((input: CreditInput) => {
       if (this.s.getAccount.get(input.accountId) === undefined) return 'no_account';
@@ -132,18 +134,25 @@ export class SqliteStore implements Store {
     }
   }
 
-  private runMigrations(): void {
+  private runMigrations(): Migration[] {
+    const done: Migration[] = [];
     this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
     const applied = new Set(
       this.db.prepare('SELECT version FROM schema_migrations').pluck().all().map((v) => Number(v as bigint)),
     );
+    const isApplied = this.db.prepare('SELECT 1 FROM schema_migrations WHERE version = ?').pluck();
     for (const m of SQLITE_MIGRATIONS) {
       if (applied.has(m.version)) continue;
-      this.db.transaction(() => {
+      // Asked again under the write lock: another process starting at the same moment may have applied it.
+      const ran = this.db.transaction(() => {
+        if (isApplied.get(m.version) !== undefined) return false;
         this.db.exec(m.sql);
         this.db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
+        return true;
       }).immediate();
+      if (ran) done.push({ version: m.version, name: m.name });
     }
+    return done;
   }
 
   private prepare() {
@@ -188,8 +197,9 @@ export class SqliteStore implements Store {
     };
   }
 
-  async migrate(): Promise<void> {
+  async migrate(): Promise<readonly Migration[]> {
     // Applied in the constructor: prepared statements need the tables.
+    return this.applied;
   }
 
   async close(): Promise<void> {
