@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Agent, request } from 'undici';
 import { CLI, exited, freePort, spawnGateway } from './helpers/process.js';
+import { startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { startFakeUpstream, type FakeUpstream } from './helpers/upstream.js';
 
 // Issue 8, "found by trying it as a new user would": what a first-time operator runs into.
@@ -287,5 +288,112 @@ describe('the CLI run from another directory', () => {
 
     assert.deepEqual(readdirSync(elsewhere), [], 'nothing created where the commands ran');
     assert.ok(!existsSync(join(home, 'data', 'token360.db')), 'no second database beside the first');
+  });
+});
+
+describe('the demo provider, as the OpenAI SDK sees it', () => {
+  let gw: TestGateway;
+  let key: string;
+  let accountId: string;
+  const messages = [{ role: 'user' as const, content: 'Say something' }];
+
+  test('start', async () => {
+    gw = await startTestGateway();
+    ({ key, accountId } = await gw.createKey());
+  });
+  after(() => gw?.close());
+
+  /** The usage record of the request `traceId`, once written (settlement may trail the response by a moment). */
+  async function recordOf(traceId: string | null): Promise<any> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const found = (await gw.admin('GET', `/usage?account_id=${accountId}`)).json.data.find((u: any) => u.trace_id === traceId);
+      if (found !== undefined) return found;
+      assert.ok(Date.now() < deadline, `no usage record for ${traceId}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  test('n choices, indices 0..n-1, usage counting all of them', async () => {
+    const client = gw.client(key);
+    const one = await client.chat.completions.create({ model: 'demo', messages });
+    const { data: three, response } = await client.chat.completions.create({ model: 'demo', messages, n: 3 }).withResponse();
+    assert.deepEqual(three.choices.map((c) => c.index), [0, 1, 2]);
+    for (const c of three.choices) {
+      assert.equal(c.message.content, one.choices[0]!.message.content);
+      assert.equal(c.finish_reason, 'stop');
+    }
+    assert.equal(three.usage!.prompt_tokens, one.usage!.prompt_tokens);
+    assert.equal(three.usage!.completion_tokens, 3 * one.usage!.completion_tokens);
+    const record = await recordOf(response.headers.get('x-request-id'));
+    assert.equal(record.completion_tokens, three.usage!.completion_tokens, 'the usage record bills every choice');
+  });
+
+  test('n choices streamed: every chunk names its choice by index, each choice ends, the usage chunk counts them all', async () => {
+    const client = gw.client(key);
+    const one = await client.chat.completions.create({ model: 'demo', messages, max_tokens: 5 });
+    const { data: stream, response } = await client.chat.completions
+      .create({ model: 'demo', messages, max_tokens: 5, n: 2, stream: true, stream_options: { include_usage: true } })
+      .withResponse();
+    const text = ['', ''];
+    const finish: (string | null)[] = [null, null];
+    let completionTokens: number | undefined;
+    for await (const chunk of stream) {
+      if (chunk.usage) completionTokens = chunk.usage.completion_tokens;
+      for (const c of chunk.choices) {
+        assert.ok(c.index === 0 || c.index === 1, `index ${c.index}`);
+        text[c.index] += c.delta.content ?? '';
+        if (c.finish_reason) finish[c.index] = c.finish_reason;
+      }
+    }
+    assert.deepEqual(text, [one.choices[0]!.message.content, one.choices[0]!.message.content]);
+    assert.deepEqual(finish, ['length', 'length'], 'max_tokens caps each choice');
+    assert.equal(completionTokens, 2 * one.usage!.completion_tokens);
+    assert.equal((await recordOf(response.headers.get('x-request-id'))).completion_tokens, completionTokens);
+  });
+
+  test('embeddings: one per input; the SDK default (base64) decodes to the very floats of encoding_format float; dimensions honoured', async () => {
+    const client = gw.client(key);
+    const input = ['first input', 'second input', 'third'];
+    const viaBase64 = await client.embeddings.create({ model: 'demo', input });
+    const viaFloat = await client.embeddings.create({ model: 'demo', input, encoding_format: 'float' });
+    assert.deepEqual(viaBase64.data.map((d) => d.index), [0, 1, 2]);
+    assert.deepEqual(viaBase64.data.map((d) => d.embedding), viaFloat.data.map((d) => d.embedding));
+    assert.notDeepEqual(viaFloat.data[0]!.embedding, viaFloat.data[1]!.embedding, 'different inputs, different vectors');
+    for (const d of viaFloat.data) {
+      assert.equal(d.embedding.length, 16);
+      assert.ok(Math.abs(Math.hypot(...d.embedding) - 1) < 1e-5, 'a unit vector');
+    }
+    const small = await client.embeddings.create({ model: 'demo', input: 'x', dimensions: 8 });
+    assert.equal(small.data.length, 1);
+    assert.equal(small.data[0]!.embedding.length, 8);
+
+    // On the wire: base64 of little-endian float32.
+    const raw = await gw.http('POST', '/v1/embeddings', { key, body: { model: 'demo', input: ['first input'], encoding_format: 'base64', dimensions: 4 } });
+    assert.equal(raw.status, 200, raw.text);
+    const bytes = Buffer.from(raw.json.data[0].embedding, 'base64');
+    assert.equal(bytes.length, 16);
+    const floats = [0, 1, 2, 3].map((i) => bytes.readFloatLE(i * 4));
+    const asFloat = await gw.http('POST', '/v1/embeddings', { key, body: { model: 'demo', input: ['first input'], dimensions: 4 } });
+    assert.deepEqual(floats, asFloat.json.data[0].embedding);
+  });
+
+  test('embeddings with an encoding_format or dimensions the model cannot take: a 400 naming the parameter, nothing charged', async () => {
+    const before = (await gw.http('GET', '/v1/me', { key })).json;
+    for (const [body, param] of [
+      [{ encoding_format: 'int8' }, 'encoding_format'],
+      [{ dimensions: 0 }, 'dimensions'],
+      [{ dimensions: 1.5 }, 'dimensions'],
+      [{ dimensions: 1e9 }, 'dimensions'],
+    ] as const) {
+      const r = await gw.http('POST', '/v1/embeddings', { key, body: { model: 'demo', input: 'x', ...body } });
+      assert.equal(r.status, 400, r.text);
+      assert.equal(r.json.error.type, 'invalid_request_error');
+      assert.equal(r.json.error.param, param);
+      assert.equal(r.json.error.traceId, r.headers['x-request-id']);
+    }
+    const after = (await gw.http('GET', '/v1/me', { key })).json;
+    assert.equal(after.balance, before.balance);
+    assert.equal(after.held, before.held);
   });
 });
