@@ -3,7 +3,7 @@ import { authenticateAdmin } from '../auth/admin.js';
 import * as admin from '../admin/service.js';
 import { presentAccount, presentKey, presentUsage } from '../admin/present.js';
 import type { Store } from '../store/types.js';
-import { methodNotAllowed } from './app.js';
+import { methodNotAllowed } from './method-not-allowed.js';
 
 type WithId = FastifyRequest<{ Params: { id: string } }>;
 

@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { GatewayError, isGatewayError } from '../errors.js';
+import { methodNotAllowed } from './method-not-allowed.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { registerAdminRoutes } from './admin-routes.js';
 import { renderError } from './render-error.js';
@@ -106,17 +107,4 @@ function toGatewayError(err: FastifyError | GatewayError, req: FastifyRequest): 
 export function sendError(reply: FastifyReply, err: GatewayError, id: string): void {
   const r = renderError(err, id);
   void reply.code(r.status).headers(r.headers).send(r.body);
-}
-
-/** Answers any other method on a known path with 405 and `Allow`. */
-export function methodNotAllowed(app: FastifyInstance, url: string, allowed: readonly string[]): void {
-  const all = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
-  const others = all.filter((m) => !allowed.includes(m));
-  app.route({
-    method: others as ('GET' | 'POST')[],
-    url,
-    handler: async () => {
-      throw new GatewayError('method_not_allowed', { headers: { allow: allowed.join(', ') } });
-    },
-  });
 }
