@@ -161,7 +161,7 @@ describe('SIGTERM with keep-alive clients', () => {
 
   after(() => upstream?.close());
 
-  /** SIGTERM now; the process must exit 0 within 5 s of the last response having ended. */
+  /** The process, sent SIGTERM, must exit 0 within 5 s of the last response having ended. */
   async function stopsPromptly(child: ChildProcess, responsesEnded: Promise<unknown>): Promise<void> {
     const killer = setTimeout(() => child.kill('SIGKILL'), 40_000);
     await responsesEnded;
