@@ -1,4 +1,9 @@
 import { performance } from 'node:perf_hooks';
+import type { FastifyRequest } from 'fastify';
+import type { GatewayError } from '../errors.js';
+
+/** Turns a failed authentication into a 429 once the client address has used up its budget. */
+export type JudgeAuthFailure = (err: GatewayError, req: FastifyRequest) => GatewayError;
 
 /** Addresses remembered at once; past this the longest-quiet one is forgotten. */
 const MAX_ADDRESSES = 10_000;

@@ -1,12 +1,11 @@
 import type { Command } from 'commander';
 import { presentAccount, presentKey, presentUsage } from '../admin/present.js';
 import * as admin from '../admin/service.js';
-import { loadConfig } from '../config/load.js';
-import { openStore } from '../store/open.js';
 import type { Store } from '../store/types.js';
+import { openCliStore } from './database.js';
 
-// The CLI mirrors the admin API against the configured database, through the same service
-// functions, so it accepts and refuses exactly what the API does. A running server sees the
+// The CLI mirrors the admin API against the configured database (found as `serve` finds it, and
+// never created here: see database.ts), through the same service functions, so it accepts and refuses exactly what the API does. A running server sees the
 // changes on its next request (see auth/authenticate.ts).
 
 type Out = Record<string, unknown>;
@@ -15,7 +14,7 @@ function withStore(program: Command, run: (store: Store, ...args: never[]) => Pr
   return async (...args: unknown[]): Promise<void> => {
     const cmd = args[args.length - 1] as Command;
     const json = (cmd.opts() as { json?: boolean }).json === true;
-    const store = await openStore(loadConfig({ path: program.opts<{ config?: string }>().config }).config.database);
+    const { store } = await openCliStore(program.opts<{ config?: string }>().config, { create: false });
     try {
       const result = await (run as (s: Store, ...a: unknown[]) => Promise<Out | Out[] | string>)(store, ...args.slice(0, -1));
       print(result, json);

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { ConfigError } from '../config/load.js';
 import { isGatewayError } from '../errors.js';
 import { registerAdminCommands } from './admin-commands.js';
+import { migrateCommand } from './database.js';
 import { serve } from './serve.js';
 
 const program = new Command();
@@ -18,6 +19,12 @@ program
   .option('--host <host>', 'listen address (overrides the config and TOKEN360_HOST)')
   .option('--port <port>', 'listen port (overrides the config and TOKEN360_PORT)')
   .action(async (opts: { host?: string; port?: string }) => serve(program.opts<{ config?: string }>().config, opts));
+
+program
+  .command('migrate')
+  .description('create the database if needed and apply pending migrations')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => migrateCommand(program.opts<{ config?: string }>().config, opts.json === true));
 
 registerAdminCommands(program);
 

@@ -1,5 +1,6 @@
 import { loadConfig } from '../config/load.js';
 import { startGateway } from '../server/start.js';
+import { describeDatabase } from '../store/open.js';
 
 export async function serve(configPath: string | undefined, opts: { host?: string; port?: string }): Promise<void> {
   const env = { ...process.env };
@@ -8,7 +9,6 @@ export async function serve(configPath: string | undefined, opts: { host?: strin
   const { config, source } = loadConfig({ path: configPath, env });
   const gw = await startGateway(config);
   const log = gw.app.log;
-  log.info({ url: gw.url, config: source ?? 'built-in defaults', database: config.database.replace(/\/\/[^@]*@/, '//***@') }, 'token360 listening');
   // Shown once, on the start that created them; only their hashes are stored.
   if (gw.created.adminKey !== null || gw.created.demoKey !== null) {
     const lines = ['', 'First start: save these keys now, they will not be shown again.'];
@@ -18,6 +18,8 @@ export async function serve(configPath: string | undefined, opts: { host?: strin
     lines.push(`         -H "Content-Type: application/json" -d '{"model":"demo","messages":[{"role":"user","content":"Hello"}]}'`, '');
     process.stdout.write(lines.join('\n') + '\n');
   }
+  // After the keys, so that whoever waits for this line has seen them.
+  log.info({ url: gw.url, config: source ?? 'built-in defaults', database: describeDatabase(config.database) }, 'token360 listening');
   const stop = (signal: string): void => {
     log.info({ signal }, 'shutting down');
     gw.close().then(

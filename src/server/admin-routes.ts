@@ -3,15 +3,15 @@ import { authenticateAdmin } from '../auth/admin.js';
 import * as admin from '../admin/service.js';
 import { presentAccount, presentKey, presentUsage } from '../admin/present.js';
 import type { Store } from '../store/types.js';
-import { methodNotAllowed } from './app.js';
+import { methodNotAllowed } from './method-not-allowed.js';
 
 type WithId = FastifyRequest<{ Params: { id: string } }>;
 
 /** SPEC §5. Every route checks the admin key first: a client key gets 401 `invalid_api_key`. */
-export function registerAdminRoutes(app: FastifyInstance, store: Store, adminHash: string): void {
+export function registerAdminRoutes(app: FastifyInstance, store: Store, adminHash: () => string): void {
   app.register(
     async (scope) => {
-      scope.addHook('onRequest', async (req) => authenticateAdmin(adminHash, req.headers.authorization));
+      scope.addHook('onRequest', async (req) => authenticateAdmin(adminHash(), req.headers.authorization));
       const json = (req: FastifyRequest): unknown => admin.parseAdminBody(req.body);
 
       scope.post('/accounts', async (req, reply) => {

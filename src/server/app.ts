@@ -3,8 +3,9 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { AuthFailures } from '../auth/failures.js';
+import { AuthFailures, type JudgeAuthFailure } from '../auth/failures.js';
 import { GatewayError, isGatewayError } from '../errors.js';
+import { methodNotAllowed } from './method-not-allowed.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { registerAdminRoutes } from './admin-routes.js';
 import { renderError } from './render-error.js';
@@ -12,7 +13,8 @@ import { registerV1Routes } from './v1-routes.js';
 
 export interface AppOptions {
   gateway: Omit<Gateway, 'log'>;
-  adminHash: string;
+  /** The admin key's hash; a function because a first start settles it only once the server listens. */
+  adminHash: () => string;
   bodyLimit: number;
   bodyTimeoutMs: number;
   maxConcurrentRequests: number;
@@ -21,8 +23,6 @@ export interface AppOptions {
   log: Logger;
 }
 
-/** Turns a failed authentication into a 429 once the client address has used up its budget. */
-export type JudgeAuthFailure = (err: GatewayError, req: FastifyRequest) => GatewayError;
 
 /**
  * Sockets whose request was answered before its body had all arrived, while the rest of the
@@ -167,17 +167,4 @@ function drainBody(req: IncomingMessage, reply: FastifyReply): void {
   draining.add(socket);
   req.once('end', () => draining.delete(socket));
   req.resume();
-}
-
-/** Answers any other method on a known path with 405 and `Allow`. */
-export function methodNotAllowed(app: FastifyInstance, url: string, allowed: readonly string[]): void {
-  const all = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
-  const others = all.filter((m) => !allowed.includes(m));
-  app.route({
-    method: others as ('GET' | 'POST')[],
-    url,
-    handler: async () => {
-      throw new GatewayError('method_not_allowed', { headers: { allow: allowed.join(', ') } });
-    },
-  });
 }

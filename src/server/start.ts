@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
-import { resolveAdminKey } from '../auth/admin.js';
+import { ADMIN_KEY_SETTING, resolveAdminKey } from '../auth/admin.js';
 import { GatewayError } from '../errors.js';
 import { KeyCache } from '../auth/authenticate.js';
 import { generateKey } from '../auth/keys.js';
@@ -27,20 +27,24 @@ export interface RunningGateway {
 
 const DEMO_CREDIT = '10';
 
-/** Opens the store, builds providers and routes once, bootstraps a first start, and listens. */
+/**
+ * Opens the store, builds providers and routes once, listens, and then makes a first start's
+ * writes: the demo account and a generated admin key exist only once the server listens, so a
+ * start that fails (port in use) leaves none that were never shown, and the next start makes them.
+ */
 export async function startGateway(config: Config, opts: { store?: Store } = {}): Promise<RunningGateway> {
   const store = opts.store ?? (await openStore(config.database));
   const providers = createProviders(config.providers);
   const catalog = new Catalog(config, providers);
   const admin = await resolveAdminKey(store, config.admin_key);
-  const demoKey = await bootstrapDemo(store);
   const recovered = await store.recoverHolds();
 
   const log = pino({ level: config.log_level, redact: ['req.headers.authorization', 'headers.authorization'] });
   const limiter = await openLimiter(config.redis, log);
+  let adminHash = admin.hash;
   const { app, gateway } = buildApp({
     gateway: { store, catalog, keys: new KeyCache(store), limiter, background: new Set(), streams: new Set() },
-    adminHash: admin.hash,
+    adminHash: () => adminHash,
     bodyLimit: config.server.body_limit,
     bodyTimeoutMs: config.server.body_timeout_ms,
     maxConcurrentRequests: config.server.max_concurrent_requests,
@@ -49,7 +53,22 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
     log,
   });
   if (recovered > 0) app.log.warn({ holds: recovered }, 'released holds left by a process that stopped mid-request');
-  await app.listen({ host: config.server.host, port: config.server.port });
+  const release = async (): Promise<void> => {
+    await Promise.allSettled([...providers.values()].map((p) => p.close()));
+    await limiter.close();
+    if (opts.store === undefined) await store.close();
+  };
+  try {
+    await app.listen({ host: config.server.host, port: config.server.port });
+  } catch (e) {
+    await app.close();
+    await release();
+    throw listenError(e, config.server.host, config.server.port);
+  }
+  const first = await firstStart(store, admin.generated === null ? null : admin.hash);
+  // Another process starting on the same database at the same moment may have kept its admin key first.
+  if (first.adminHash !== null) adminHash = first.adminHash;
+  const adminKey = first.adminHash === admin.hash ? admin.generated : null;
   const addr = app.server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
 
@@ -62,23 +81,37 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
         for (const cut of [...gateway.streams]) cut(new GatewayError('shutting_down'));
         setTimeout(() => app.server.closeAllConnections(), 100).unref();
       }, config.server.shutdown_timeout_ms);
+      // server.close() (inside app.close) drops only the connections idle at that moment; fastify's
+      // forceCloseConnections: 'idle' adds nothing to that. A keep-alive connection whose response
+      // ends later (our routes write the raw response, so nothing marks it `Connection: close`)
+      // would hold the shutdown open until the deadline: drop connections as they fall idle.
+      const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
       await app.close();
+      clearInterval(sweep);
       clearTimeout(deadline);
       await Promise.allSettled([...gateway.background]);
-      await Promise.allSettled([...providers.values()].map((p) => p.close()));
-      await limiter.close();
-      if (opts.store === undefined) await store.close();
+      await release();
     })());
 
-  return { app, gateway, store, url: `http://${host}:${addr.port}`, created: { demoKey, adminKey: admin.generated }, close };
+  return { app, gateway, store, url: `http://${host}:${addr.port}`, created: { demoKey: first.demoKey, adminKey }, close };
 }
 
-/** On a first start with an empty database: a demo account with some credit and a key for it. */
-async function bootstrapDemo(store: Store): Promise<string | null> {
-  if ((await store.countAccounts()) > 0) return null;
-  const account = await store.createAccount({ name: 'demo', credit: parseUsd(DEMO_CREDIT)! });
+/** On a first start with an empty database: a demo account with some credit and a key for it, and the generated admin key's hash. */
+async function firstStart(store: Store, adminHash: string | null): Promise<{ demoKey: string | null; adminHash: string | null }> {
   const { key, prefix, hash } = generateKey();
-  await store.createKey({ accountId: account.id, name: 'demo', prefix, hash, models: null, limits: null, expiresAt: null });
-  return key;
+  const made = await store.firstStart({
+    setting: adminHash === null ? null : { name: ADMIN_KEY_SETTING, value: adminHash },
+    account: { name: 'demo', credit: parseUsd(DEMO_CREDIT)!, key: { name: 'demo', prefix, hash, models: null, limits: null, expiresAt: null } },
+  });
+  return { demoKey: made.accountCreated ? key : null, adminHash: made.setting };
 }
 
+/** The reasons a listen fails that an operator can fix, said plainly. */
+function listenError(e: unknown, host: string, port: number): unknown {
+  const code = (e as NodeJS.ErrnoException).code;
+  const where = `${host}:${port}`;
+  if (code === 'EADDRINUSE') return new Error(`cannot listen on ${where}: the port is already in use (choose another with --port or TOKEN360_PORT)`);
+  if (code === 'EACCES') return new Error(`cannot listen on ${where}: permission denied (ports below 1024 need privileges)`);
+  if (code === 'EADDRNOTAVAIL') return new Error(`cannot listen on ${where}: no such address on this machine (check --host or TOKEN360_HOST)`);
+  return e;
+}

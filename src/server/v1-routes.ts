@@ -11,7 +11,8 @@ import { chatCompletions } from '../gateway/chat.js';
 import { embeddings } from '../gateway/embeddings.js';
 import type { Answer, Exchange, Gateway } from '../gateway/gateway.js';
 import { resolveModel } from '../gateway/resolve-model.js';
-import { methodNotAllowed, type JudgeAuthFailure } from './app.js';
+import type { JudgeAuthFailure } from '../auth/failures.js';
+import { methodNotAllowed } from './method-not-allowed.js';
 import { renderError } from './render-error.js';
 
 const JSON_TYPE = 'application/json; charset=utf-8';

@@ -12,3 +12,8 @@ export async function openStore(url: string): Promise<Store> {
   }
   throw new ConfigError(`database: ${url.split(':')[0]} is not supported by this build yet; use sqlite:PATH`);
 }
+
+/** The database URL as logs and the CLI show it: a password in a URL is masked. */
+export function describeDatabase(url: string): string {
+  return url.replace(/\/\/[^@]*@/, '//***@');
+}

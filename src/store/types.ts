@@ -45,6 +45,19 @@ export interface NewKey {
   expiresAt: number | null;
 }
 
+export interface Migration {
+  version: number;
+  name: string;
+}
+
+/** The writes of a first start; see Store.firstStart. */
+export interface FirstStart {
+  /** Kept unless a value is already stored under this name. */
+  setting: { name: string; value: string } | null;
+  /** Created, with its key, unless any account exists. */
+  account: { name: string; credit: bigint; key: Omit<NewKey, 'accountId'> };
+}
+
 export interface KeyPatch {
   name?: string | null;
   models?: string[] | null;
@@ -130,8 +143,8 @@ export interface LedgerTotals {
 
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
-  /** Applies pending versioned migrations. */
-  migrate(): Promise<void>;
+  /** Applies pending versioned migrations; returns those applied since the store was opened (`token360 migrate` prints them). */
+  migrate(): Promise<readonly Migration[]>;
   close(): Promise<void>;
   /**
    * A number that changes whenever keys or accounts may have changed, including by another
@@ -175,6 +188,12 @@ export interface Store {
   /** Sum of charged costs of the account since `since` (epoch ms). */
   spendSince(accountId: string, since: number, keyId?: string): Promise<bigint>;
 
+  /**
+   * The first start's writes in one transaction, so that however many processes start on one
+   * database together, exactly one makes them. Returns the value now stored under the setting's
+   * name (null when none was given) and whether this call created the account.
+   */
+  firstStart(input: FirstStart): Promise<{ setting: string | null; accountCreated: boolean }>;
   getSetting(name: string): Promise<string | null>;
   setSetting(name: string, value: string): Promise<void>;
 }

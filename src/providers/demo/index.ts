@@ -9,6 +9,8 @@ import { UpstreamError } from '../upstream-error.js';
 /** Without a cap the demo answers in at most this many tokens. */
 const DEFAULT_REPLY_TOKENS = 64;
 const EMBEDDING_DIMENSIONS = 16;
+/** `dimensions` beyond this is refused: the demo should not build arbitrarily large bodies. */
+const MAX_EMBEDDING_DIMENSIONS = 4096;
 
 /**
  * The built-in provider: a deterministic reply made from the prompt, honest token counts, and a
@@ -24,38 +26,43 @@ export class DemoProvider implements Provider {
     private readonly cfg: DemoProviderConfig,
   ) {}
 
-  private reply(call: ChatCall): { tokens: number[]; finish: 'stop' | 'length'; usage: TokenUsage } {
+  private reply(call: ChatCall): { tokens: number[]; finish: 'stop' | 'length'; n: number; usage: TokenUsage } {
     const said = lastUserText(call.body).replace(/\s+/g, ' ').trim().slice(0, 200);
     const text = said === '' ? 'Hello! This is the Token360 demo model.' : `Hello! This is the Token360 demo model. You said: "${said}"`;
     let tokens = encode(text).slice(0, DEFAULT_REPLY_TOKENS);
     const cap = requestedCap(call);
     const finish = cap !== null && tokens.length > cap ? 'length' : 'stop';
     if (cap !== null) tokens = tokens.slice(0, cap);
-    const usage = { promptTokens: estimatePromptTokens(call.body), completionTokens: tokens.length, cachedTokens: 0 };
-    return { tokens, finish, usage };
+    // `n` choices, each the same deterministic reply; as with OpenAI, usage counts the output of all of them.
+    const n = choiceCount(call.body);
+    const usage = { promptTokens: estimatePromptTokens(call.body), completionTokens: tokens.length * n, cachedTokens: 0 };
+    return { tokens, finish, n, usage };
   }
 
   async chat(call: ChatCall): Promise<ChatResult> {
-    const { tokens, finish, usage } = this.reply(call);
+    const { tokens, finish, n, usage } = this.reply(call);
     await this.wait(this.cfg.latency_ms + this.paceMs(tokens.length), call.signal);
+    const content = decode(tokens);
     const body: JsonObject = {
       id: `chatcmpl-${newId('demo')}`,
       object: 'chat.completion',
       created: Math.floor(Date.now() / 1000),
       model: call.upstreamModel,
-      choices: [{ index: 0, message: { role: 'assistant', content: decode(tokens), refusal: null }, logprobs: null, finish_reason: finish }],
+      choices: Array.from({ length: n }, (_, index) => ({
+        index, message: { role: 'assistant', content, refusal: null }, logprobs: null, finish_reason: finish,
+      })),
       usage: openAIUsage(usage),
     };
     return { body, usage };
   }
 
   async chatStream(call: ChatCall): Promise<ChatStream> {
-    const { tokens, finish, usage } = this.reply(call);
+    const { tokens, finish, n, usage } = this.reply(call);
     const id = `chatcmpl-${newId('demo')}`;
     const created = Math.floor(Date.now() / 1000);
-    const chunk = (delta: JsonObject, finishReason: string | null): JsonObject => ({
+    const chunk = (index: number, delta: JsonObject, finishReason: string | null): JsonObject => ({
       id, object: 'chat.completion.chunk', created, model: call.upstreamModel,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+      choices: [{ index, delta, logprobs: null, finish_reason: finishReason }],
     });
     await this.wait(this.cfg.latency_ms, call.signal);
     const perToken = this.paceMs(1);
@@ -67,28 +74,41 @@ export class DemoProvider implements Provider {
       get usage() {
         return sent ? usage : null;
       },
+      // With n > 1 the choices' chunks interleave, each naming its choice by `index`, as OpenAI sends them.
       async *[Symbol.asyncIterator]() {
-        yield chunk({ role: 'assistant', content: '' }, null);
+        for (let c = 0; c < n; c++) yield chunk(c, { role: 'assistant', content: '' }, null);
         for (let i = 0; i < tokens.length; i += step) {
           if (i > 0 && perToken > 0) await self.wait(perToken * step, call.signal);
-          yield chunk({ content: decode(tokens.slice(i, i + step)) }, null);
+          const content = decode(tokens.slice(i, i + step));
+          for (let c = 0; c < n; c++) yield chunk(c, { content }, null);
         }
-        yield chunk({}, finish);
+        for (let c = 0; c < n; c++) yield chunk(c, {}, finish);
         sent = true;
         yield { id, object: 'chat.completion.chunk', created, model: call.upstreamModel, choices: [], usage: openAIUsage(usage) };
       },
     };
   }
 
+  /**
+   * One embedding per input, `dimensions` long when asked (else 16), as float32 values like a
+   * real model's; `encoding_format: "base64"` sends each as base64 of little-endian float32, as
+   * OpenAI does (the OpenAI SDK asks for base64 unless told otherwise).
+   */
   async embeddings(call: EmbeddingsCall): Promise<ChatResult> {
+    const dimensions = embeddingDimensions(call.body['dimensions']);
+    const format = call.body['encoding_format'] ?? 'float';
+    if (format !== 'float' && format !== 'base64') {
+      throw invalid(`Invalid value for 'encoding_format': expected 'float' or 'base64'`, 'encoding_format');
+    }
     const input = call.body['input'];
+    // A string, or a list of inputs each a string or a list of token ids.
     const items: unknown[] = Array.isArray(input) ? input : [input];
     let promptTokens = 0;
     const data = items.map((item, index) => {
       const text = typeof item === 'string' ? item : JSON.stringify(item);
-      const toks = encode(text);
-      promptTokens += toks.length;
-      return { object: 'embedding', index, embedding: pseudoVector(text) };
+      promptTokens += Array.isArray(item) ? item.length : encode(text).length;
+      const vector = pseudoVector(text, dimensions);
+      return { object: 'embedding', index, embedding: format === 'base64' ? base64Of(vector) : Array.from(vector) };
     });
     const usage = { promptTokens, completionTokens: 0, cachedTokens: 0 };
     return {
@@ -132,15 +152,41 @@ function openAIUsage(u: TokenUsage): JsonObject {
   };
 }
 
+function choiceCount(body: JsonObject): number {
+  const n = body['n'];
+  return typeof n === 'number' && Number.isInteger(n) && n > 1 ? n : 1;
+}
+
+function embeddingDimensions(v: unknown): number {
+  if (v === undefined || v === null) return EMBEDDING_DIMENSIONS;
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= MAX_EMBEDDING_DIMENSIONS) return v;
+  throw invalid(`Invalid value for 'dimensions': expected an integer from 1 to ${MAX_EMBEDDING_DIMENSIONS}`, 'dimensions');
+}
+
+/** What an OpenAI-compatible upstream answers to a parameter it cannot take: a 400 the gateway relays. */
+function invalid(message: string, param: string): UpstreamError {
+  const body = JSON.stringify({ error: { message, type: 'invalid_request_error', param, code: null } });
+  return new UpstreamError('status', message, { status: 400, body });
+}
+
 /** A deterministic unit vector from the text: same input, same embedding. */
-function pseudoVector(text: string): number[] {
-  const v: number[] = [];
+function pseudoVector(text: string, dimensions: number): Float32Array {
+  const v = new Float64Array(dimensions);
   let h = 2166136261;
-  for (let i = 0; i < EMBEDDING_DIMENSIONS; i++) {
+  let sum = 0;
+  for (let i = 0; i < dimensions; i++) {
     for (let j = 0; j < text.length; j++) h = Math.imul(h ^ text.charCodeAt(j), 16777619) >>> 0;
     h = Math.imul(h ^ i, 16777619) >>> 0;
-    v.push((h / 0xffffffff) * 2 - 1);
+    v[i] = (h / 0xffffffff) * 2 - 1;
+    sum += v[i]! * v[i]!;
   }
-  const norm = Math.hypot(...v) || 1;
-  return v.map((x) => Number((x / norm).toFixed(6)));
+  const norm = Math.sqrt(sum) || 1;
+  return Float32Array.from(v, (x) => x / norm);
+}
+
+/** Little-endian float32, whatever the machine's byte order. */
+function base64Of(vector: Float32Array): string {
+  const buf = Buffer.allocUnsafe(vector.length * 4);
+  vector.forEach((x, i) => buf.writeFloatLE(x, i * 4));
+  return buf.toString('base64');
 }

@@ -9,10 +9,12 @@ import type {
   ApiKey,
   CreditInput,
   CreditResult,
+  FirstStart,
   Hold,
   KeyPatch,
   LedgerTotals,
   Limits,
+  Migration,
   NewHold,
   NewKey,
   PlannedHoldResult,
@@ -87,6 +89,16 @@ const usageParams = (u: UsageRecord): unknown[] => [
 ];
 
 /**
+ * Every store this process opened. better-sqlite3 12 wraps databases and statements in
+ * node::ObjectWrap, and built against the headers of Node 24.19 or later (a from-source build;
+ * the published prebuilds predate them) a wrapper that the garbage collector frees aborts the
+ * process (nodejs/node#65446). So no wrapper is ever garbage: stores stay referenced here, each
+ * statement is prepared once and kept (`stmt`), and pragmas go through exec, which makes none.
+ * A closed store holds a few kilobytes.
+ */
+const RETAINED: SqliteStore[] = [];
+
+/**
  * SQLite through better-sqlite3. WAL with synchronous=NORMAL: a commit does not wait for the
  * disk, and a process that dies loses nothing committed (only a power loss can lose the last
  * transactions). Holds, settlements and usage records are committed together, once per
@@ -99,17 +111,17 @@ export class SqliteStore implements Store {
   private readonly s: ReturnType<SqliteStore['prepare']>;
   private readonly group: GroupCommit;
   private readonly checkpointer: Worker | null;
+  private readonly applied: readonly Migration[];
+  private readonly statements = new Map<string, Database.Statement>();
   private readonly creditTx: Database.Transaction<(input: CreditInput) => 'credited' | 'replayed' | 'conflict' | 'no_account'>;
 
   constructor(path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
+    RETAINED.push(this);
     this.db.defaultSafeIntegers(true);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('foreign_keys = ON');
-    this.db.pragma('busy_timeout = 5000');
-    this.runMigrations();
+    this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000');
+    this.applied = this.runMigrations();
     this.s = this.prepare();
     this.creditTx = this.db.transaction((input: CreditInput) => {
       if (this.s.getAccount.get(input.accountId) === undefined) return 'no_account';
@@ -124,25 +136,42 @@ export class SqliteStore implements Store {
     const batch = this.db.transaction((body: () => void) => body());
     this.group = new GroupCommit((body) => batch.immediate(body));
     if (path !== ':memory:') {
-      this.db.pragma('wal_autocheckpoint = 0');
+      this.db.exec('PRAGMA wal_autocheckpoint = 0');
       this.checkpointer = startCheckpointer(path);
     } else {
       this.checkpointer = null;
     }
   }
 
-  private runMigrations(): void {
+  /** The statement for `sql`, prepared on first use and kept (see RETAINED); the SQL texts a store builds are few. */
+  private stmt(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (s === undefined) {
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+
+  private runMigrations(): Migration[] {
+    const done: Migration[] = [];
     this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
     const applied = new Set(
-      this.db.prepare('SELECT version FROM schema_migrations').pluck().all().map((v) => Number(v as bigint)),
+      this.stmt('SELECT version FROM schema_migrations').pluck().all().map((v) => Number(v as bigint)),
     );
+    const isApplied = this.stmt('SELECT 1 FROM schema_migrations WHERE version = ?').pluck();
     for (const m of SQLITE_MIGRATIONS) {
       if (applied.has(m.version)) continue;
-      this.db.transaction(() => {
+      // Asked again under the write lock: another process starting at the same moment may have applied it.
+      const ran = this.db.transaction(() => {
+        if (isApplied.get(m.version) !== undefined) return false;
         this.db.exec(m.sql);
-        this.db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
+        this.stmt('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
+        return true;
       }).immediate();
+      if (ran) done.push({ version: m.version, name: m.name });
     }
+    return done;
   }
 
   private prepare() {
@@ -183,11 +212,13 @@ export class SqliteStore implements Store {
       spendSinceKey: db.prepare('SELECT COALESCE(SUM(cost), 0) FROM usage WHERE account_id = ? AND key_id = ? AND created_at >= ?').pluck(),
       getSetting: db.prepare('SELECT value FROM settings WHERE name = ?').pluck(),
       setSetting: db.prepare('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value'),
+      keepSetting: db.prepare('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING'),
     };
   }
 
-  async migrate(): Promise<void> {
+  async migrate(): Promise<readonly Migration[]> {
     // Applied in the constructor: prepared statements need the tables.
+    return this.applied;
   }
 
   async close(): Promise<void> {
@@ -195,7 +226,7 @@ export class SqliteStore implements Store {
     this.group.flush();
     if (this.checkpointer !== null) {
       await this.checkpointer.terminate();
-      this.db.pragma('wal_checkpoint(TRUNCATE)');
+      this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
     }
     this.db.close();
   }
@@ -212,15 +243,18 @@ export class SqliteStore implements Store {
   async createAccount(input: { name: string; credit: bigint; limits?: Limits | null }): Promise<Account> {
     const id = newId('acct');
     const now = Date.now();
-    this.db.transaction(() => {
-      this.s.insertAccount.run(id, input.name, encodeLimits(input.limits), now);
-      if (input.credit > 0n) {
-        this.s.addBalance.run(input.credit, id);
-        this.s.insertLedger.run(id, 'credit', input.credit, null, 'initial credit', null, now);
-      }
-    }).immediate();
+    this.db.transaction(() => this.insertAccount(id, input, now)).immediate();
     this.ownChanges++;
     return toAccount(this.s.getAccount.get(id) as Row);
+  }
+
+  /** Inside a transaction: the account and its initial credit in the ledger. */
+  private insertAccount(id: string, input: { name: string; credit: bigint; limits?: Limits | null }, now: number): void {
+    this.s.insertAccount.run(id, input.name, encodeLimits(input.limits), now);
+    if (input.credit > 0n) {
+      this.s.addBalance.run(input.credit, id);
+      this.s.insertLedger.run(id, 'credit', input.credit, null, 'initial credit', null, now);
+    }
   }
 
   async getAccount(id: string): Promise<Account | null> {
@@ -285,7 +319,7 @@ export class SqliteStore implements Store {
     if (patch.frozen !== undefined) (sets.push('frozen = ?'), params.push(patch.frozen ? 1 : 0));
     if (patch.expiresAt !== undefined) (sets.push('expires_at = ?'), params.push(patch.expiresAt));
     if (sets.length > 0) {
-      this.db.prepare(`UPDATE api_keys SET ${sets.join(', ')} WHERE id = ? AND revoked_at IS NULL`).run(...params, id);
+      this.stmt(`UPDATE api_keys SET ${sets.join(', ')} WHERE id = ? AND revoked_at IS NULL`).run(...params, id);
       this.ownChanges++;
     }
     const r = this.s.getKey.get(id) as Row | undefined;
@@ -376,7 +410,7 @@ export class SqliteStore implements Store {
       params.push(seq ?? 0n);
     }
     const sql = `SELECT * FROM usage ${where.length > 0 ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq DESC LIMIT ?`;
-    const rows = this.db.prepare(sql).all(...params, q.limit + 1) as Row[];
+    const rows = this.stmt(sql).all(...params, q.limit + 1) as Row[];
     const more = rows.length > q.limit;
     const page = more ? rows.slice(0, q.limit) : rows;
     return { data: page.map(toUsage), nextCursor: more ? encodeCursor(big(page[page.length - 1]!['seq'])) : null };
@@ -386,6 +420,23 @@ export class SqliteStore implements Store {
     this.group.flush();
     const v = keyId === undefined ? this.s.spendSince.get(accountId, since) : this.s.spendSinceKey.get(accountId, keyId, since);
     return big(v);
+  }
+
+  async firstStart(input: FirstStart): Promise<{ setting: string | null; accountCreated: boolean }> {
+    const { setting, account } = input;
+    const result = this.db.transaction(() => {
+      if (setting !== null) this.s.keepSetting.run(setting.name, setting.value);
+      const stored = setting === null ? null : (this.s.getSetting.get(setting.name) as string);
+      if (num(this.s.countAccounts.get()) > 0) return { setting: stored, accountCreated: false };
+      const id = newId('acct');
+      const now = Date.now();
+      this.insertAccount(id, account, now);
+      const k = account.key;
+      this.s.insertKey.run(newId('key'), id, k.name, k.prefix, k.hash, encodeModels(k.models), encodeLimits(k.limits), k.expiresAt, now);
+      return { setting: stored, accountCreated: true };
+    }).immediate();
+    this.ownChanges++;
+    return result;
   }
 
   async getSetting(name: string): Promise<string | null> {
