@@ -130,7 +130,8 @@ export class GroupCommit {
       }
     }
     if (fault === 'busy') {
-      // The lock outlasted the bound: trying each alone would only wait again.
+      // The lock outlasted the bound: trying each alone would only wait again. What comes next waits anew.
+      this.lockedSince = 0;
       for (const op of batch) this.refuse(op, e);
     } else {
       for (const op of batch) this.commitAlone(op);

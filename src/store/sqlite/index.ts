@@ -132,6 +132,8 @@ export class SqliteStore implements Store {
   private readonly identity: string | null;
   /** Set while the file at the path is not the one opened: writes are refused. */
   private gone: DatabaseFileGone | null = null;
+  /** What was at the path when that was last reported. */
+  private seen: string | null = null;
   private readonly ticker: NodeJS.Timeout | null;
 
   constructor(
@@ -345,8 +347,8 @@ export class SqliteStore implements Store {
 
   /** Notices the database file deleted or replaced under the store, and its return. */
   private watchFile(): void {
-    const now = fileIdentity(this.path);
-    if (now === this.identity) {
+    const seen = fileIdentity(this.path);
+    if (seen === this.identity) {
       if (this.gone !== null) {
         this.gone = null;
         this.log.warn({ path: this.path }, 'the database file is back; writes resume');
@@ -354,13 +356,14 @@ export class SqliteStore implements Store {
       }
       return;
     }
-    if (this.gone !== null) return;
-    this.gone = new DatabaseFileGone(this.path);
+    if (this.gone !== null && seen === this.seen) return;
+    this.seen = seen;
+    this.gone ??= new DatabaseFileGone(this.path);
     this.log.error(
       { path: this.path },
-      now === null
+      seen === null
         ? 'the database file was deleted: requests that write are refused (503) until it is back at its path; restart the gateway to start a new database'
-        : 'the database file was replaced by another file: requests that write are refused (503); restart the gateway to use the new file',
+        : 'the database file was replaced by another file: requests that write are refused (503) until the original is back; restart the gateway to use the new file',
     );
   }
 
