@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { parseUsd } from '../src/billing/money.js';
 import { SqliteStore } from '../src/store/sqlite/index.js';
+import { SQLITE_MIGRATIONS } from '../src/store/sqlite/migrations.js';
 import { startTestGateway, type HttpResult, type TestGateway } from './helpers/gateway.js';
 import { CLI } from './helpers/process.js';
 
@@ -316,6 +317,36 @@ describe('a full disk', () => {
     } finally {
       store.capSize(null);
       await gw.close();
+    }
+  });
+});
+
+describe('upgrading a database made before holds had owners', () => {
+  test('holds left by the previous version are released at the first start, once each, as interrupted', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'token360-upgrade-'));
+    const db = join(root, 'old.db');
+    const old = new Database(db);
+    old.pragma('journal_mode = WAL');
+    old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+    old.exec(SQLITE_MIGRATIONS[0]!.sql);
+    old.prepare('INSERT INTO schema_migrations VALUES (1, ?, 0)').run(SQLITE_MIGRATIONS[0]!.name);
+    old.prepare("INSERT INTO accounts (id, name, balance, held, limits, created_at) VALUES ('acct_old', 'old', 1000, 300, NULL, 0)").run();
+    old.prepare("INSERT INTO ledger (account_id, kind, amount, created_at) VALUES ('acct_old', 'credit', 1000, 0)").run();
+    old.prepare("INSERT INTO holds (id, account_id, key_id, model, amount, stream, created_at) VALUES ('req_old', 'acct_old', 'key_old', 'demo', 300, 1, 0)").run();
+    old.close();
+    const gw = await startTestGateway({ database: `sqlite:${db}` });
+    try {
+      const acct = (await gw.admin('GET', '/accounts/acct_old')).json;
+      assert.equal(acct.held, '0.000000000');
+      assert.equal(acct.balance, '0.000001000');
+      const usage = await usageOf(gw, 'acct_old');
+      assert.equal(usage.length, 1);
+      assert.equal(usage[0]!['trace_id'], 'req_old');
+      assert.equal(usage[0]!['error_type'], 'interrupted');
+      assert.equal(await gw.running.store.recoverHolds(), 0);
+    } finally {
+      await gw.close();
+      rmSync(root, { recursive: true, force: true });
     }
   });
 });

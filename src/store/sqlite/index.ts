@@ -268,6 +268,8 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (!this.db.open) return;
     if (this.ticker !== null) clearInterval(this.ticker);
+    // Nothing is served any more: the last attempt may wait for another process's lock.
+    this.db.pragma(`busy_timeout = ${this.lockTimeoutMs}`);
     const left = this.group.finish();
     if (left > 0) {
       this.log.error(
