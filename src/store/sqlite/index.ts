@@ -344,7 +344,7 @@ export class SqliteStore implements Store {
         .immediate();
     });
     this.sweepAt = done ? now + Math.floor(this.leaseMs / 3) : 0;
-    if (released > 0) this.log.warn({ holds: released }, 'released holds of a process that stopped mid-request (its lease ran out)');
+    if (released > 0) this.log.warn({ holds: released }, 'released holds of a process that stopped mid-request (it exited, or its lease ran out)');
   };
 
   /** Notices the database file deleted or replaced under the store, and its return. */
