@@ -72,7 +72,7 @@ function writeConfig(dir: string, db: string, extra: string[] = []): string {
       ...extra,
       'providers:',
       '  fast: { type: demo }',
-      '  slow: { type: demo, latency_ms: 2500 }',
+      '  slow: { type: demo, latency_ms: 6000 }',
       'models:',
       '  fast: { pricing: { input: 1, output: 2 }, deployments: [{ provider: fast, model: fast }] }',
       '  slow: { pricing: { input: 1, output: 2 }, deployments: [{ provider: slow, model: slow }] }',

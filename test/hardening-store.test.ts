@@ -212,7 +212,7 @@ describe('another process holding the write lock', () => {
       await released;
       const results = await writes;
       assert.ok(performance.now() - lockedAt >= 1500);
-      assert.ok(Math.max(...latencies) < 500, `/health answered in ${latencies.map((l) => l.toFixed(0)).join(', ')} ms`);
+      assert.ok(Math.max(...latencies) < 1000, `/health answered in ${latencies.map((l) => l.toFixed(0)).join(', ')} ms`);
       assert.ok(latencies.length >= 5, `probes: ${latencies.length}`);
       for (const r of results) assert.equal(r.status, 200, r.text);
       await pollUntil('5 usage records', async () => (await usageOf(gw, accountId)).length === 5);
@@ -238,7 +238,7 @@ describe('another process holding the write lock', () => {
       const results = await writes;
       assert.ok(locker.inTransaction, 'the lock was held all along');
       for (const [i, r] of results.entries()) assertUnavailable(r, `request ${i}`);
-      assert.ok(Math.max(...latencies) < 500, `/health answered in ${latencies.map((l) => l.toFixed(0)).join(', ')} ms`);
+      assert.ok(Math.max(...latencies) < 1000, `/health answered in ${latencies.map((l) => l.toFixed(0)).join(', ')} ms`);
       locker.exec('COMMIT');
 
       assert.equal((await chat(gw, key, 'after the backup')).status, 200);
@@ -260,7 +260,7 @@ describe('another process holding the write lock', () => {
 describe('a full disk', () => {
   test('holds that cannot be written are 503 with retry-after; streams served meanwhile are billed once the disk is back; one record each', async () => {
     const gw = await startTestGateway({
-      providers: { slow: { type: 'demo', latency_ms: 300 } },
+      providers: { slow: { type: 'demo', latency_ms: 1000 } },
       models: { slow: { pricing: { input: 1, output: 2 }, deployments: [{ provider: 'slow', model: 'slow' }] } },
     });
     const store = gw.running.store;
