@@ -458,6 +458,23 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
         await assertBooks(accountId, { balance: 85n, held: 0n });
       });
 
+      test('a hold that fails (its id is taken) fails alone: the holds and settlements of the same moment go through', async () => {
+        const { accountId, keyId } = await fixture(100n);
+        const first = hold(accountId, keyId, 10n);
+        assert.equal(await store.placeHold(first), true);
+        const others = Array.from({ length: 5 }, () => hold(accountId, keyId, 10n));
+        const results = await Promise.allSettled([
+          store.placeHold({ ...first, amount: 5n }),
+          ...others.map((h) => store.placeHold(h)),
+          store.settle({ hold: first, cost: 4n, usage: usage(first, { cost: 4n }) }),
+        ]);
+        assert.equal(results[0]!.status, 'rejected', 'a second hold with the same id is an error');
+        for (const r of results.slice(1, 6)) assert.deepEqual(r, { status: 'fulfilled', value: true });
+        assert.deepEqual(results[6], { status: 'fulfilled', value: 4n });
+        await assertBooks(accountId, { balance: 96n, held: 50n });
+        assert.equal((await store.listUsage({ accountId, limit: 10 })).data.length, 1);
+      });
+
       test('concurrent settles keep the books exact', async () => {
         const { accountId, keyId } = await fixture(1_000n);
         const holds = Array.from({ length: 20 }, () => hold(accountId, keyId, 50n));

@@ -66,11 +66,6 @@ export class GroupCommit {
     });
   }
 
-  /** How many settlements and usage records wait for the database. */
-  get pending(): number {
-    return this.deferred.length;
-  }
-
   /** Commits what is queued now (also before reads that must see it). */
   readonly flush = (): void => {
     this.scheduled = false;
@@ -88,7 +83,7 @@ export class GroupCommit {
   }
 
   /**
-   * On close: one last attempt at everything queued or kept, without waiting for a lock.
+   * On close: one last attempt at everything queued or kept, with no retry after it.
    * Returns how many settlements and usage records could still not be written.
    */
   finish(): number {
@@ -129,9 +124,10 @@ export class GroupCommit {
         return;
       }
     }
+    // Whatever comes next is scheduled as usual, and waits anew if it finds the lock held.
+    this.lockedSince = 0;
     if (fault === 'busy') {
-      // The lock outlasted the bound: trying each alone would only wait again. What comes next waits anew.
-      this.lockedSince = 0;
+      // The lock outlasted the bound: trying each alone would only wait again.
       for (const op of batch) this.refuse(op, e);
     } else {
       for (const op of batch) this.commitAlone(op);
