@@ -199,10 +199,12 @@ export class SqliteStore implements Store {
 
   private runMigrations(): void {
     this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+    const applied = this.db.prepare('SELECT 1 FROM schema_migrations WHERE version = ?');
     for (const m of SQLITE_MIGRATIONS) {
+      if (applied.get(m.version) !== undefined) continue;
       this.db.transaction(() => {
-        // Read inside the write transaction: another process starting at the same moment may just have applied it.
-        if (this.db.prepare('SELECT 1 FROM schema_migrations WHERE version = ?').get(m.version) !== undefined) return;
+        // Read again under the write lock: another process starting at the same moment may just have applied it.
+        if (applied.get(m.version) !== undefined) return;
         this.db.exec(m.sql);
         this.db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
       }).immediate();
