@@ -350,3 +350,43 @@ describe('upgrading a database made before holds had owners', () => {
     }
   });
 });
+
+describe('stopping while settlements wait for the disk', () => {
+  test('their holds stay in the database and the next start releases them as interrupted: still one record per request served', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'token360-full-stop-'));
+    const db = `sqlite:${join(root, 'token360.db')}`;
+    const first = await startTestGateway({ database: db });
+    let second: TestGateway | null = null;
+    try {
+      const store = first.running.store;
+      assert.ok(store instanceof SqliteStore);
+      const { key, accountId } = await first.createKey({ credit: '10' });
+      store.capSize('current');
+      // Served requests whose settlements wait keep their holds, until holds no longer fit either.
+      const served: string[] = [];
+      for (let i = 0; i < 200; i++) {
+        const r = await chat(first, key, `request ${i}`);
+        if (r.status !== 200) {
+          assertUnavailable(r, `request ${i}`);
+          break;
+        }
+        served.push(r.headers['x-request-id']!);
+      }
+      const written = (await usageOf(first, accountId)).length;
+      assert.ok(served.length >= 20 && written < served.length, `settlements wait for the disk (${written} of ${served.length} written)`);
+      // Shutdown tries once more; the disk is still full, so what is left goes with the process.
+      await first.close();
+
+      second = await startTestGateway({ database: db });
+      const usage = await assertBooks(second, accountId, '10');
+      assert.deepEqual(new Set(usage.map((u) => u['trace_id'])), new Set(served), 'each request served has its one record');
+      const interrupted = usage.filter((u) => u['error_type'] === 'interrupted');
+      assert.equal(interrupted.length, served.length - written);
+      assert.ok(interrupted.every((u) => u['cost'] === '0.000000000'));
+    } finally {
+      await first.close();
+      await second?.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
