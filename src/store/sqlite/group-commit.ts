@@ -163,7 +163,8 @@ export class GroupCommit {
     const ms = delays[Math.min(this.retries, delays.length - 1)]!;
     this.retries++;
     this.timer = setTimeout(this.retry, ms);
-    this.timer.unref();
+    // Callers wait for a lock (a bounded wait); nobody waits for kept writes, which must not keep a process alive.
+    if (delays === FAULT_RETRY_MS) this.timer.unref();
   }
 
   private clearTimer(): void {
