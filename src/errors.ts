@@ -44,6 +44,7 @@ export const ERROR_REGISTRY = {
   overloaded: { status: 503, type: 'api_error', retryable: true, message: 'The gateway is overloaded. Please retry shortly' },
   upstream_saturated: { status: 503, type: 'api_error', retryable: true, message: 'The model service is busy. Please retry shortly' },
   shutting_down: { status: 503, type: 'api_error', retryable: true, message: 'The gateway is shutting down' },
+  store_unavailable: { status: 503, type: 'api_error', retryable: true, message: 'The gateway cannot write to its database right now. Please retry shortly' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_REGISTRY;

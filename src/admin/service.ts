@@ -1,5 +1,5 @@
 import { generateKey } from '../auth/keys.js';
-import { parseUsd } from '../billing/money.js';
+import { formatUsd, MAX_BALANCE, MAX_BALANCE_USD, parseUsd } from '../billing/money.js';
 import { badRequest, GatewayError } from '../errors.js';
 import { parseBoundedJson } from '../gateway/json-shape.js';
 import type { Account, ApiKey, KeyPatch, Limits, Store, UsagePage } from '../store/types.js';
@@ -23,8 +23,11 @@ function onlyKeys(o: Obj, allowed: readonly string[]): void {
 export function parseAmount(v: unknown, param: string, allowZero = false): bigint {
   if (typeof v !== 'string' && typeof v !== 'number') throw badRequest(`Invalid '${param}': expected a USD amount as a decimal string`, param);
   const units = parseUsd(v);
-  if (units === null || (!allowZero && units === 0n)) {
-    throw badRequest(`Invalid '${param}': expected a ${allowZero ? 'non-negative' : 'positive'} USD amount with at most 9 decimal places`, param);
+  if (units === null || (!allowZero && units === 0n) || units > MAX_BALANCE) {
+    throw badRequest(
+      `Invalid '${param}': expected a ${allowZero ? 'non-negative' : 'positive'} USD amount of at most ${MAX_BALANCE_USD} with at most 9 decimal places`,
+      param,
+    );
   }
   return units;
 }
@@ -114,6 +117,11 @@ export async function creditAccount(store: Store, id: string, input: unknown, id
       throw new GatewayError('not_found', { message: `No account with id "${id.slice(0, 100)}"` });
     case 'conflict':
       throw badRequest('This Idempotency-Key was already used with a different amount', 'Idempotency-Key');
+    case 'over_max':
+      throw badRequest(
+        `Invalid 'amount': the balance (${formatUsd(r.balance)} USD) plus this credit would pass the largest balance an account may hold (${MAX_BALANCE_USD} USD)`,
+        'amount',
+      );
     default:
       return r.account;
   }

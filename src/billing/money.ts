@@ -3,6 +3,14 @@
 
 export const UNIT_DECIMALS = 9;
 const UNITS_PER_USD = 10n ** BigInt(UNIT_DECIMALS);
+
+/**
+ * The largest amount an account may hold, and so the largest credit: one billion USD. The
+ * databases keep money in signed 64-bit integers (at most ~9.2 billion USD); a bound well below
+ * that keeps sums over the ledger in range too.
+ */
+export const MAX_BALANCE_USD = 1_000_000_000n;
+export const MAX_BALANCE = MAX_BALANCE_USD * UNITS_PER_USD;
 const DECIMAL = /^(\d+)(?:\.(\d+))?$/;
 
 /**

@@ -85,10 +85,23 @@ const server = z
   })
   .strict();
 
+const store = z
+  .object({
+    /**
+     * A process's claim on the holds it placed, renewed every third of it. When a process dies,
+     * another releases its holds once the lease has run out (on the same machine, at once).
+     */
+    lease_ms: z.number().int().min(300).max(600_000).default(30_000),
+    /** How long a write waits for another process's lock on the database before the request gets 503. */
+    lock_timeout_ms: z.number().int().positive().max(60_000).default(3_000),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     server: server.default(server.parse({})),
     database: z.string().default('sqlite:./data/token360.db'),
+    store: store.default(store.parse({})),
     redis: z.string().optional(),
     admin_key: z.string().min(16).optional(),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyBaseLogger } from 'fastify';
-import type { GatewayError } from '../errors.js';
+import { isGatewayError, type GatewayError } from '../errors.js';
 import type { KeyCache } from '../auth/authenticate.js';
 import type { Limiter } from '../limits/types.js';
 import type { Catalog } from '../routing/catalog.js';
@@ -41,7 +41,7 @@ export type Answer = { status: number; body: string } | null;
 
 /** Runs work without losing track of it (shutdown waits for it); the promise returned never rejects. */
 export function inBackground(gw: Gateway, work: Promise<unknown>): Promise<unknown> {
-  const p = work.catch((e: unknown) => gw.log.error({ err: e }, 'background write failed')).finally(() => gw.background.delete(p));
+  const p = work.catch((e: unknown) => logFailure(gw, e)).finally(() => gw.background.delete(p));
   gw.background.add(p);
   return p;
 }
@@ -59,4 +59,9 @@ export function within(p: Promise<unknown>, ms: number): Promise<void> {
     };
     p.then(done, done);
   });
+}
+
+/** A write the store keeps for later (store_unavailable) is the store's to report, once for all of them. */
+function logFailure(gw: Gateway, e: unknown): void {
+  if (!isGatewayError(e) || e.code !== 'store_unavailable') gw.log.error({ err: e }, 'background write failed');
 }

@@ -33,13 +33,14 @@ const DEMO_CREDIT = '10';
  * start that fails (port in use) leaves none that were never shown, and the next start makes them.
  */
 export async function startGateway(config: Config, opts: { store?: Store } = {}): Promise<RunningGateway> {
-  const store = opts.store ?? (await openStore(config.database));
+  const log = pino({ level: config.log_level, redact: ['req.headers.authorization', 'headers.authorization'] });
+  const store = opts.store ?? (await openStore(config.database, { leaseMs: config.store.lease_ms, lockTimeoutMs: config.store.lock_timeout_ms, log }));
   const providers = createProviders(config.providers);
   const catalog = new Catalog(config, providers);
   const admin = await resolveAdminKey(store, config.admin_key);
-  const recovered = await store.recoverHolds();
+  // Left for the store's own sweep when the database cannot be written right now.
+  const recovered = await store.recoverHolds().catch((err: unknown) => (log.warn({ err }, 'could not release holds of stopped processes yet'), 0));
 
-  const log = pino({ level: config.log_level, redact: ['req.headers.authorization', 'headers.authorization'] });
   const limiter = await openLimiter(config.redis, log);
   let adminHash = admin.hash;
   const { app, gateway } = buildApp({

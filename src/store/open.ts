@@ -1,12 +1,12 @@
 import { ConfigError } from '../config/load.js';
 import { SqliteStore } from './sqlite/index.js';
-import type { Store } from './types.js';
+import type { Store, StoreOptions } from './types.js';
 
 /** `sqlite:PATH` or `sqlite::memory:`. PostgreSQL (`postgres://…`) sits behind the same interface. */
-export async function openStore(url: string): Promise<Store> {
+export async function openStore(url: string, opts: StoreOptions = {}): Promise<Store> {
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length);
-    const store = new SqliteStore(path === ':memory:' ? ':memory:' : path);
+    const store = new SqliteStore(path === ':memory:' ? ':memory:' : path, opts);
     await store.migrate();
     return store;
   }

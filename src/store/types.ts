@@ -120,6 +120,8 @@ export type CreditResult =
   | { kind: 'credited'; account: Account }
   | { kind: 'replayed'; account: Account }
   | { kind: 'conflict' }
+  /** The balance would pass MAX_BALANCE (billing/money.ts); nothing was credited. */
+  | { kind: 'over_max'; balance: bigint }
   | { kind: 'no_account' };
 
 export interface UsageQuery {
@@ -141,6 +143,26 @@ export interface LedgerTotals {
   debits: bigint;
 }
 
+/** Where a store reports faults it handles itself (the database file vanished, writes deferred). A pino logger is one. */
+export interface StoreLog {
+  error(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+export interface StoreOptions {
+  /** How long a process's claim on its holds lasts without renewal (renewed every third of it). */
+  leaseMs?: number;
+  /** How long a write waits for a lock held by another process before it is refused with `store_unavailable`. */
+  lockTimeoutMs?: number;
+  log?: StoreLog;
+}
+
+/**
+ * Every write may reject with the GatewayError `store_unavailable` (503, retryable) when the
+ * database cannot be written now: disk full, I/O error, the file deleted or replaced, or another
+ * process holding the write lock longer than `lockTimeoutMs`.
+ */
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
   /** Applies pending versioned migrations; returns those applied since the store was opened (`token360 migrate` prints them). */
@@ -178,11 +200,28 @@ export interface Store {
    * balance), or null to refuse; it must not throw.
    */
   placePlannedHold(hold: NewHold, plan: (available: bigint) => bigint | null): Promise<PlannedHoldResult>;
-  /** Releases the hold, debits the cost (capped so the balance stays ≥ 0) and writes the usage record, atomically. Returns what was charged. */
+  /**
+   * Releases the hold, debits the cost (capped so the balance stays ≥ 0) and writes the usage
+   * record, atomically. Returns what was charged. If the hold was already released as
+   * interrupted (its owner's lease ran out while the request was still running), the request's
+   * interrupted record becomes this one: one record per request whatever happens.
+   *
+   * When the database cannot be written (disk full, file gone, a lock held too long) the promise
+   * rejects with `store_unavailable`, and the store keeps the settlement in memory and writes it
+   * when it can; close() tries once more. Only if the process dies before then is it lost, and
+   * the hold is then released as interrupted.
+   */
   settle(s: Settlement): Promise<bigint>;
-  /** A usage record for a request that held nothing (refused or failed before the hold). */
+  /** A usage record for a request that held nothing (refused or failed before the hold). Kept and retried like settle(). */
   recordUsage(u: UsageRecord): Promise<void>;
-  /** Releases every hold left by a process that died; records each as an interrupted request. Returns how many. */
+  /**
+   * Releases the holds of processes that are gone and records each as an interrupted request
+   * (status 500, cost 0), exactly once. A hold belongs to the store instance that placed it,
+   * which keeps a lease on the database while it lives: holds are released when their owner
+   * closed, when its lease ran out, or (on the same machine) when its process has exited. Holds
+   * of a live owner, this one included, are never touched. Returns how many were released.
+   * The store also does this on its own while it is open, about every third of a lease.
+   */
   recoverHolds(): Promise<number>;
   listUsage(q: UsageQuery): Promise<UsagePage>;
   /** Sum of charged costs of the account since `since` (epoch ms). */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
+import { MAX_BALANCE } from '../../src/billing/money.js';
 import type { Hold, NewHold, NewKey, Store, UsageRecord } from '../../src/store/types.js';
 
 // The behaviour every Store implementation owes the gateway (src/store/types.ts), written against
@@ -128,13 +129,23 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
       });
 
       test('balances beyond 2^53 units stay exact', async () => {
-        const big = 2n ** 60n + 7n;
+        const big = 2n ** 59n + 7n;
         const a = await store.createAccount({ name: 'rich', credit: big });
         assert.equal((await store.getAccount(a.id))!.balance, big);
         const r = await store.credit({ accountId: a.id, amount: 1n, note: null, idempotencyKey: null });
         assert.equal(r.kind, 'credited');
         assert.equal((await store.getAccount(a.id))!.balance, big + 1n);
         await assertBooks(a.id);
+      });
+
+      test('a credit that would take the balance past MAX_BALANCE is refused and changes nothing', async () => {
+        const a = await store.createAccount({ name: 'full', credit: MAX_BALANCE - 5n });
+        assert.deepEqual(await store.credit({ accountId: a.id, amount: 6n, note: null, idempotencyKey: 'over' }), { kind: 'over_max', balance: MAX_BALANCE - 5n });
+        assert.equal((await store.getAccount(a.id))!.balance, MAX_BALANCE - 5n);
+        assert.deepEqual(await store.ledgerTotals(a.id), { credits: MAX_BALANCE - 5n, debits: 0n });
+        // The refused idempotency key was not used up; up to the maximum is fine.
+        assert.equal((await store.credit({ accountId: a.id, amount: 5n, note: null, idempotencyKey: 'over' })).kind, 'credited');
+        assert.equal((await store.getAccount(a.id))!.balance, MAX_BALANCE);
       });
 
       test('updateAccount renames and replaces limits; the revision moves (account limits are cached with keys)', async () => {
@@ -447,6 +458,23 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
         await assertBooks(accountId, { balance: 85n, held: 0n });
       });
 
+      test('a hold that fails (its id is taken) fails alone: the holds and settlements of the same moment go through', async () => {
+        const { accountId, keyId } = await fixture(100n);
+        const first = hold(accountId, keyId, 10n);
+        assert.equal(await store.placeHold(first), true);
+        const others = Array.from({ length: 5 }, () => hold(accountId, keyId, 10n));
+        const results = await Promise.allSettled([
+          store.placeHold({ ...first, amount: 5n }),
+          ...others.map((h) => store.placeHold(h)),
+          store.settle({ hold: first, cost: 4n, usage: usage(first, { cost: 4n }) }),
+        ]);
+        assert.equal(results[0]!.status, 'rejected', 'a second hold with the same id is an error');
+        for (const r of results.slice(1, 6)) assert.deepEqual(r, { status: 'fulfilled', value: true });
+        assert.deepEqual(results[6], { status: 'fulfilled', value: 4n });
+        await assertBooks(accountId, { balance: 96n, held: 50n });
+        assert.equal((await store.listUsage({ accountId, limit: 10 })).data.length, 1);
+      });
+
       test('concurrent settles keep the books exact', async () => {
         const { accountId, keyId } = await fixture(1_000n);
         const holds = Array.from({ length: 20 }, () => hold(accountId, keyId, 50n));
@@ -568,36 +596,15 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
         });
       });
 
-      test('recoverHolds releases every hold and records each as interrupted', async () => {
+      test("recoverHolds never touches the holds of a live store, this one's included", async () => {
         const x = await fixture(100n);
-        const y = await fixture(100n);
-        const h1 = hold(x.accountId, x.keyId, 40n, { model: 'glm-5.1', stream: true });
-        const h2 = hold(x.accountId, x.keyId, 10n);
-        const h3 = hold(y.accountId, y.keyId, 100n);
-        for (const h of [h1, h2, h3]) assert.equal(await store.placeHold(h), true);
-        const n = await store.recoverHolds();
-        assert.ok(n >= 3, `recovered ${n} holds, expected at least 3`);
-        await assertBooks(x.accountId, { balance: 100n, held: 0n });
-        await assertBooks(y.accountId, { balance: 100n, held: 0n });
-        assert.deepEqual(await store.ledgerTotals(x.accountId), { credits: 100n, debits: 0n });
-
-        const recs = [...(await store.listUsage({ accountId: x.accountId, limit: 100 })).data, ...(await store.listUsage({ accountId: y.accountId, limit: 100 })).data];
-        assert.equal(recs.length, 3);
-        for (const h of [h1, h2, h3]) {
-          const r = recs.find((u) => u.traceId === h.id);
-          assert.ok(r, `usage record for hold ${h.id}`);
-          assert.equal(r.errorType, 'interrupted');
-          assert.equal(r.cost, 0n);
-          assert.equal(r.accountId, h.accountId);
-          assert.equal(r.keyId, h.keyId);
-          assert.equal(r.model, h.model);
-          assert.equal(r.stream, h.stream);
-          assert.ok(r.status >= 500, 'an interrupted request is a server-side failure');
-        }
-        assert.equal(await store.recoverHolds(), 0, 'nothing left to recover');
-        // The money is available again.
-        assert.equal(await store.placeHold(hold(y.accountId, y.keyId, 100n)), true);
+        const h = hold(x.accountId, x.keyId, 40n);
+        assert.equal(await store.placeHold(h), true);
         await store.recoverHolds();
+        await assertBooks(x.accountId, { balance: 100n, held: 40n });
+        assert.equal((await store.listUsage({ accountId: x.accountId, limit: 10 })).data.length, 0);
+        assert.equal(await store.settle({ hold: h, cost: 30n, usage: usage(h, { cost: 30n }) }), 30n);
+        await assertBooks(x.accountId, { balance: 70n, held: 0n });
       });
     });
 
@@ -856,6 +863,62 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
           assert.equal(ok, 14);
           await assertBooks(accountId, { balance: 100n, held: 98n });
           await store.recoverHolds();
+        });
+
+        test('holds of a live second store are never released by recoverHolds; those of a closed one are, once each, as interrupted', async () => {
+          const x = await fixture(100n);
+          const y = await fixture(100n);
+          const live = hold(y.accountId, y.keyId, 30n);
+          assert.equal(await second.placeHold(live), true);
+          const gone = await open();
+          const h1 = hold(x.accountId, x.keyId, 40n, { model: 'glm-5.1', stream: true });
+          const h2 = hold(x.accountId, x.keyId, 10n);
+          const h3 = hold(y.accountId, y.keyId, 50n);
+          for (const h of [h1, h2, h3]) assert.equal(await gone.placeHold(h), true);
+          assert.equal(await store.recoverHolds(), 0, 'the owner of these holds is alive');
+          await assertBooks(x.accountId, { balance: 100n, held: 50n });
+          await gone.close();
+
+          const n = await store.recoverHolds();
+          assert.ok(n >= 3, `recovered ${n} holds, expected at least 3`);
+          await assertBooks(x.accountId, { balance: 100n, held: 0n });
+          await assertBooks(y.accountId, { balance: 100n, held: 30n }); // the live hold stays
+          assert.deepEqual(await store.ledgerTotals(x.accountId), { credits: 100n, debits: 0n });
+          const recs = [...(await store.listUsage({ accountId: x.accountId, limit: 100 })).data, ...(await store.listUsage({ accountId: y.accountId, limit: 100 })).data];
+          assert.equal(recs.length, 3);
+          for (const h of [h1, h2, h3]) {
+            const r = recs.find((u) => u.traceId === h.id);
+            assert.ok(r, `usage record for hold ${h.id}`);
+            assert.equal(r.errorType, 'interrupted');
+            assert.equal(r.cost, 0n);
+            assert.equal(r.accountId, h.accountId);
+            assert.equal(r.keyId, h.keyId);
+            assert.equal(r.model, h.model);
+            assert.equal(r.stream, h.stream);
+            assert.ok(r.status >= 500, 'an interrupted request is a server-side failure');
+          }
+          assert.equal(await second.recoverHolds(), 0, 'nothing left to recover, from either connection');
+          // The money is available again, and the live hold settles as usual.
+          assert.equal(await store.placeHold(hold(x.accountId, x.keyId, 100n)), true);
+          assert.equal(await second.settle({ hold: live, cost: 20n, usage: usage(live, { cost: 20n }) }), 20n);
+          await assertBooks(y.accountId, { balance: 80n, held: 0n });
+        });
+
+        test('a settlement that comes after its hold was released as interrupted takes the place of the interrupted record', async () => {
+          const x = await fixture(100n);
+          const gone = await open();
+          const h = hold(x.accountId, x.keyId, 40n);
+          assert.equal(await gone.placeHold(h), true);
+          await gone.close();
+          assert.ok((await store.recoverHolds()) >= 1);
+          // The request was still running after all (its process was only slow to renew): one record, the real one.
+          assert.equal(await store.settle({ hold: h, cost: 25n, usage: usage(h, { cost: 25n }) }), 25n);
+          const recs = (await store.listUsage({ accountId: x.accountId, limit: 10 })).data;
+          assert.equal(recs.length, 1);
+          assert.equal(recs[0]!.traceId, h.id);
+          assert.equal(recs[0]!.errorType, null);
+          assert.equal(recs[0]!.cost, 25n);
+          await assertBooks(x.accountId, { balance: 75n, held: 0n });
         });
 
         test('data survives closing and reopening', async () => {

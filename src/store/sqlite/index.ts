@@ -1,7 +1,7 @@
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { MAX_BALANCE } from '../../billing/money.js';
 import { decodeCursor, decodeLimits, decodeModels, encodeCursor, encodeLimits, encodeModels } from '../codec.js';
 import { newId } from '../ids.js';
 import type {
@@ -20,13 +20,18 @@ import type {
   PlannedHoldResult,
   Settlement,
   Store,
+  StoreLog,
+  StoreOptions,
   UsagePage,
   UsageQuery,
   UsageRecord,
 } from '../types.js';
 import { startCheckpointer } from './checkpointer.js';
+import { classify, DatabaseFileGone, storeUnavailable } from './faults.js';
+import { fileIdentity, prepareDatabaseFile, restrictDatabaseFiles } from './files.js';
 import { GroupCommit } from './group-commit.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
+import { HOST, ownerGone, type LeaseRow } from './owner.js';
 
 type Row = Record<string, unknown>;
 
@@ -88,6 +93,13 @@ const usageParams = (u: UsageRecord): unknown[] => [
   u.ttftMs === null ? null : Math.round(u.ttftMs), u.createdAt,
 ];
 
+const SILENT: StoreLog = { error: () => undefined, warn: () => undefined, info: () => undefined };
+
+/** Waits between tries of a write that found the lock held by another connection. */
+const LOCK_WAIT_MS = [2, 5, 10, 20, 50, 100];
+
+type CreditOutcome = { kind: 'credited' | 'replayed' | 'conflict' | 'no_account' } | { kind: 'over_max'; balance: bigint };
+
 /**
  * Every store this process opened. better-sqlite3 12 wraps databases and statements in
  * node::ObjectWrap, and built against the headers of Node 24.19 or later (a from-source build;
@@ -103,6 +115,12 @@ const RETAINED: SqliteStore[] = [];
  * disk, and a process that dies loses nothing committed (only a power loss can lose the last
  * transactions). Holds, settlements and usage records are committed together, once per
  * event-loop turn (group-commit.ts); checkpoints run in a worker (checkpointer.ts).
+ *
+ * The event loop never waits on another process's lock: the busy timeout is a few
+ * milliseconds and writes that find the lock held are tried again on timers, up to
+ * `lockTimeoutMs`. Once a second (`tick`) the store checks that its file is still the one at
+ * its path, and every third of a lease it renews its lease and releases the holds of owners
+ * that are gone (owner.ts).
  */
 export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
@@ -113,33 +131,82 @@ export class SqliteStore implements Store {
   private readonly checkpointer: Worker | null;
   private readonly applied: readonly Migration[];
   private readonly statements = new Map<string, Database.Statement>();
-  private readonly creditTx: Database.Transaction<(input: CreditInput) => 'credited' | 'replayed' | 'conflict' | 'no_account'>;
+  private readonly creditTx: Database.Transaction<(input: CreditInput) => CreditOutcome>;
+  private readonly log: StoreLog;
+  private readonly leaseMs: number;
+  private readonly lockTimeoutMs: number;
+  /** This instance as the owner of its holds. */
+  private readonly owner = newId('owner');
+  /** Whether this instance has written its lease (it does with its first hold). */
+  private leased = false;
+  /** When the lease is due for renewal, and when the next sweep for holds of owners that are gone runs. */
+  private renewAt = 0;
+  private sweepAt = 0;
+  /** The file this store opened (device and inode); null in memory. */
+  private readonly identity: string | null;
+  /** Set while the file at the path is not the one opened: writes are refused. */
+  private gone: DatabaseFileGone | null = null;
+  /** What was at the path when that was last reported. */
+  private seen: string | null = null;
+  private readonly ticker: NodeJS.Timeout | null;
 
-  constructor(path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  constructor(
+    private readonly path: string,
+    opts: StoreOptions = {},
+  ) {
+    this.log = opts.log ?? SILENT;
+    this.leaseMs = opts.leaseMs ?? 30_000;
+    this.lockTimeoutMs = opts.lockTimeoutMs ?? 3_000;
+    const file = path !== ':memory:';
+    if (file) prepareDatabaseFile(path);
     this.db = new Database(path);
     RETAINED.push(this);
     this.db.defaultSafeIntegers(true);
-    this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000');
+    // Start-up may wait for another process (migrations run at once in each); afterwards, never for long.
+    // Pragmas go through exec, which leaves no statement behind (see RETAINED).
+    this.db.exec('PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON');
     this.applied = this.runMigrations();
+    this.db.exec('PRAGMA busy_timeout = 5');
+    this.identity = file ? fileIdentity(path) : null;
+    if (file) restrictDatabaseFiles(path);
     this.s = this.prepare();
-    this.creditTx = this.db.transaction((input: CreditInput) => {
-      if (this.s.getAccount.get(input.accountId) === undefined) return 'no_account';
+    this.creditTx = this.db.transaction((input: CreditInput): CreditOutcome => {
+      const acct = this.s.balanceOf.get(input.accountId) as Row | undefined;
+      if (acct === undefined) return { kind: 'no_account' };
       if (input.idempotencyKey !== null) {
         const prior = this.s.findIdem.get(input.accountId, input.idempotencyKey) as bigint | undefined;
-        if (prior !== undefined) return prior === input.amount ? 'replayed' : 'conflict';
+        if (prior !== undefined) return { kind: prior === input.amount ? 'replayed' : 'conflict' };
       }
+      const balance = big(acct['balance']);
+      if (balance + input.amount > MAX_BALANCE) return { kind: 'over_max', balance };
       this.s.addBalance.run(input.amount, input.accountId);
       this.s.insertLedger.run(input.accountId, 'credit', input.amount, null, input.note, input.idempotencyKey, Date.now());
-      return 'credited';
+      return { kind: 'credited' };
     });
-    const batch = this.db.transaction((body: () => void) => body());
-    this.group = new GroupCommit((body) => batch.immediate(body));
-    if (path !== ':memory:') {
+    const batch = this.db.transaction((body: () => void) => {
+      this.keepLease();
+      body();
+    });
+    this.group = new GroupCommit({
+      transaction: (body) => {
+        if (this.gone !== null) throw this.gone;
+        batch.immediate(body);
+      },
+      classify,
+      unavailable: storeUnavailable,
+      lockTimeoutMs: this.lockTimeoutMs,
+      onDeferred: (count, cause) =>
+        this.log.error({ count, err: cause }, 'the database cannot be written: settlements and usage records are kept in memory and retried'),
+      onCaughtUp: (count) => this.log.warn({ count }, 'the database can be written again: kept settlements and usage records are written'),
+    });
+    if (file) {
       this.db.exec('PRAGMA wal_autocheckpoint = 0');
       this.checkpointer = startCheckpointer(path);
+      this.ticker = setInterval(this.tick, Math.min(1000, Math.max(50, Math.floor(this.leaseMs / 3))));
+      this.ticker.unref();
     } else {
       this.checkpointer = null;
+      this.ticker = null;
     }
   }
 
@@ -201,12 +268,23 @@ export class SqliteStore implements Store {
       revokeKey: db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
       addHeld: db.prepare('UPDATE accounts SET held = held + ? WHERE id = ?'),
       balanceOf: db.prepare('SELECT balance, held FROM accounts WHERE id = ?'),
-      insertHold: db.prepare('INSERT INTO holds (id, account_id, key_id, model, amount, stream, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      insertHold: db.prepare('INSERT INTO holds (id, account_id, key_id, model, amount, stream, created_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
       deleteHold: db.prepare('DELETE FROM holds WHERE id = ?'),
-      allHolds: db.prepare('SELECT * FROM holds'),
+      holdsOf: db.prepare('SELECT * FROM holds WHERE owner = ?'),
+      // Holds whose owner left no lease: it closed, or placed them before owners existed.
+      orphanHolds: db.prepare('SELECT * FROM holds WHERE (owner IS NULL OR owner NOT IN (SELECT owner FROM leases)) AND owner IS NOT ?'),
+      leases: db.prepare('SELECT owner, host, pid, expires_at FROM leases WHERE owner != ?'),
+      putLease: db.prepare(
+        'INSERT INTO leases (owner, host, pid, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at',
+      ),
+      deleteLease: db.prepare('DELETE FROM leases WHERE owner = ?'),
       applySettle: db.prepare('UPDATE accounts SET held = held - ?, balance = balance - ? WHERE id = ?'),
       insertUsage: db.prepare(
         'INSERT INTO usage (trace_id, account_id, key_id, model, provider, upstream_model, prompt_tokens, completion_tokens, cached_tokens, cost, status, error_type, stream, latency_ms, ttft_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      // The interrupted record of a request whose hold was released while it still ran; created after the hold was placed.
+      replaceInterrupted: db.prepare(
+        "UPDATE usage SET trace_id = ?, account_id = ?, key_id = ?, model = ?, provider = ?, upstream_model = ?, prompt_tokens = ?, completion_tokens = ?, cached_tokens = ?, cost = ?, status = ?, error_type = ?, stream = ?, latency_ms = ?, ttft_ms = ?, created_at = ? WHERE created_at >= ? AND trace_id = ? AND error_type = 'interrupted'",
       ),
       spendSince: db.prepare('SELECT COALESCE(SUM(cost), 0) FROM usage WHERE account_id = ? AND created_at >= ?').pluck(),
       spendSinceKey: db.prepare('SELECT COALESCE(SUM(cost), 0) FROM usage WHERE account_id = ? AND key_id = ? AND created_at >= ?').pluck(),
@@ -223,12 +301,107 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (!this.db.open) return;
-    this.group.flush();
+    if (this.ticker !== null) clearInterval(this.ticker);
+    // Nothing is served any more: the last attempt may wait for another process's lock.
+    this.db.exec(`PRAGMA busy_timeout = ${this.lockTimeoutMs}`);
+    const left = this.group.finish();
+    if (left > 0) {
+      this.log.error(
+        { count: left },
+        'settlements and usage records could not be written before exit; their holds stay in the database and are released as interrupted by the next start or another process',
+      );
+    }
+    // Without its lease, what this instance still holds is released by the next recovery anywhere.
+    if (this.leased && this.gone === null) this.tryWrite(() => this.s.deleteLease.run(this.owner));
     if (this.checkpointer !== null) {
       await this.checkpointer.terminate();
-      this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+      this.tryWrite(() => this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)'));
     }
     this.db.close();
+  }
+
+  /**
+   * Caps the database at its current size, as a full disk or quota would: writes that need
+   * another page fail with SQLITE_FULL. `null` lifts the cap. For fault drills and tests.
+   */
+  capSize(cap: 'current' | null): void {
+    const pages = num(this.stmt('PRAGMA page_count').pluck().get());
+    this.db.exec(`PRAGMA max_page_count = ${cap === null ? 4294967294 : pages}`);
+  }
+
+  /** A write outside the group commit: tried again without blocking while another process holds the lock, then 503. */
+  private async write<T>(fn: () => T): Promise<T> {
+    const started = Date.now();
+    for (let i = 0; ; i++) {
+      if (this.gone !== null) throw storeUnavailable(this.gone);
+      try {
+        return fn();
+      } catch (e) {
+        const fault = classify(e);
+        if (fault === null) throw e;
+        if (fault === 'storage' || Date.now() - started >= this.lockTimeoutMs) throw storeUnavailable(e);
+      }
+      await sleep(LOCK_WAIT_MS[Math.min(i, LOCK_WAIT_MS.length - 1)]);
+    }
+  }
+
+  /** One try; a fault is left for the next tick. */
+  private tryWrite(fn: () => unknown): boolean {
+    try {
+      fn();
+      return true;
+    } catch (e) {
+      if (classify(e) === null) this.log.error({ err: e }, 'database maintenance failed');
+      return false;
+    }
+  }
+
+  /** Inside the batch transaction: a hold is never written without a live lease behind it. */
+  private keepLease(): void {
+    const now = Date.now();
+    if (now < this.renewAt) return;
+    this.s.putLease.run(this.owner, HOST, process.pid, now + this.leaseMs);
+    this.leased = true;
+    this.renewAt = now + Math.floor(this.leaseMs / 3);
+  }
+
+  private readonly tick = (): void => {
+    this.watchFile();
+    const now = Date.now();
+    if (this.gone !== null || now < this.sweepAt) return;
+    let released = 0;
+    const done = this.tryWrite(() => {
+      released = this.db
+        .transaction((): number => {
+          if (this.leased) this.keepLease();
+          return this.releaseGone(now);
+        })
+        .immediate();
+    });
+    this.sweepAt = done ? now + Math.floor(this.leaseMs / 3) : 0;
+    if (released > 0) this.log.warn({ holds: released }, 'released holds of a process that stopped mid-request (it exited, or its lease ran out)');
+  };
+
+  /** Notices the database file deleted or replaced under the store, and its return. */
+  private watchFile(): void {
+    const seen = fileIdentity(this.path);
+    if (seen === this.identity) {
+      if (this.gone !== null) {
+        this.gone = null;
+        this.log.warn({ path: this.path }, 'the database file is back; writes resume');
+        this.group.retryNow();
+      }
+      return;
+    }
+    if (this.gone !== null && seen === this.seen) return;
+    this.seen = seen;
+    this.gone ??= new DatabaseFileGone(this.path);
+    this.log.error(
+      { path: this.path },
+      seen === null
+        ? 'the database file was deleted: requests that write are refused (503) until it is back at its path; restart the gateway to start a new database'
+        : 'the database file was replaced by another file: requests that write are refused (503) until the original is back; restart the gateway to use the new file',
+    );
   }
 
   revision(): number {
@@ -243,7 +416,8 @@ export class SqliteStore implements Store {
   async createAccount(input: { name: string; credit: bigint; limits?: Limits | null }): Promise<Account> {
     const id = newId('acct');
     const now = Date.now();
-    this.db.transaction(() => this.insertAccount(id, input, now)).immediate();
+    if (input.credit > MAX_BALANCE) throw new RangeError('credit: more than an account may hold');
+    await this.write(() => this.db.transaction(() => this.insertAccount(id, input, now)).immediate());
     this.ownChanges++;
     return toAccount(this.s.getAccount.get(id) as Row);
   }
@@ -263,8 +437,12 @@ export class SqliteStore implements Store {
   }
 
   async updateAccount(id: string, patch: { name?: string; limits?: Limits | null }): Promise<Account | null> {
-    if (patch.name !== undefined) this.s.renameAccount.run(patch.name, id);
-    if (patch.limits !== undefined) this.s.setAccountLimits.run(encodeLimits(patch.limits), id);
+    await this.write(() =>
+      this.db.transaction(() => {
+        if (patch.name !== undefined) this.s.renameAccount.run(patch.name, id);
+        if (patch.limits !== undefined) this.s.setAccountLimits.run(encodeLimits(patch.limits), id);
+      }).immediate(),
+    );
     this.ownChanges++;
     return this.getAccount(id);
   }
@@ -274,9 +452,10 @@ export class SqliteStore implements Store {
   }
 
   async credit(input: CreditInput): Promise<CreditResult> {
-    const result = this.creditTx.immediate(input);
-    if (result !== 'credited' && result !== 'replayed') return { kind: result };
-    return { kind: result, account: toAccount(this.s.getAccount.get(input.accountId) as Row) };
+    const r = await this.write(() => this.creditTx.immediate(input));
+    if (r.kind === 'over_max') return r;
+    if (r.kind !== 'credited' && r.kind !== 'replayed') return { kind: r.kind };
+    return { kind: r.kind, account: toAccount(this.s.getAccount.get(input.accountId) as Row) };
   }
 
   async ledgerTotals(accountId: string): Promise<LedgerTotals> {
@@ -287,9 +466,11 @@ export class SqliteStore implements Store {
 
   async createKey(input: NewKey): Promise<ApiKey> {
     const id = newId('key');
-    this.s.insertKey.run(
-      id, input.accountId, input.name, input.prefix, input.hash, encodeModels(input.models), encodeLimits(input.limits),
-      input.expiresAt, Date.now(),
+    await this.write(() =>
+      this.s.insertKey.run(
+        id, input.accountId, input.name, input.prefix, input.hash, encodeModels(input.models), encodeLimits(input.limits),
+        input.expiresAt, Date.now(),
+      ),
     );
     this.ownChanges++;
     return toKey(this.s.getKey.get(id) as Row);
@@ -319,7 +500,8 @@ export class SqliteStore implements Store {
     if (patch.frozen !== undefined) (sets.push('frozen = ?'), params.push(patch.frozen ? 1 : 0));
     if (patch.expiresAt !== undefined) (sets.push('expires_at = ?'), params.push(patch.expiresAt));
     if (sets.length > 0) {
-      this.stmt(`UPDATE api_keys SET ${sets.join(', ')} WHERE id = ? AND revoked_at IS NULL`).run(...params, id);
+      const update = this.stmt(`UPDATE api_keys SET ${sets.join(', ')} WHERE id = ? AND revoked_at IS NULL`);
+      await this.write(() => update.run(...params, id));
       this.ownChanges++;
     }
     const r = this.s.getKey.get(id) as Row | undefined;
@@ -327,7 +509,7 @@ export class SqliteStore implements Store {
   }
 
   async revokeKey(id: string): Promise<boolean> {
-    const changed = this.s.revokeKey.run(Date.now(), id).changes > 0;
+    const changed = (await this.write(() => this.s.revokeKey.run(Date.now(), id))).changes > 0;
     this.ownChanges++;
     return changed;
   }
@@ -345,22 +527,24 @@ export class SqliteStore implements Store {
       const amount = plan(available);
       if (amount === null || amount < 0n || amount > available) return { available };
       this.s.addHeld.run(amount, h.accountId);
-      this.s.insertHold.run(h.id, h.accountId, h.keyId, h.model, amount, h.stream ? 1 : 0, h.createdAt);
+      this.s.insertHold.run(h.id, h.accountId, h.keyId, h.model, amount, h.stream ? 1 : 0, h.createdAt, this.owner);
       return { amount };
     });
   }
 
   settle(st: Settlement): Promise<bigint> {
     return this.group.run(() => {
-      const charged = this.settleOne(st.hold.id, st.hold.accountId, st.hold.amount, st.cost);
-      this.s.insertUsage.run(...usageParams({ ...st.usage, cost: charged }));
+      const held = this.s.deleteHold.run(st.hold.id).changes > 0;
+      const charged = this.charge(st.hold.id, st.hold.accountId, held ? st.hold.amount : 0n, st.cost);
+      const params = usageParams({ ...st.usage, cost: charged });
+      // Released as interrupted while it still ran: its record becomes this one.
+      if (held || this.s.replaceInterrupted.run(...params, st.hold.createdAt, st.hold.id).changes === 0) this.s.insertUsage.run(...params);
       return charged;
-    });
+    }, true);
   }
 
-  /** Inside a transaction: releases the hold and debits at most what the account can pay without touching other holds. */
-  private settleOne(holdId: string, accountId: string, holdAmount: bigint, cost: bigint): bigint {
-    const release = this.s.deleteHold.run(holdId).changes > 0 ? holdAmount : 0n;
+  /** Inside a transaction: releases `release` of the account's held amount and debits at most what the account can pay without touching other holds. */
+  private charge(holdId: string, accountId: string, release: bigint, cost: bigint): bigint {
     const acct = this.s.balanceOf.get(accountId) as Row | undefined;
     // Operations of a group commit must not throw: an account that is not there is charged nothing.
     if (acct === undefined) return 0n;
@@ -373,27 +557,42 @@ export class SqliteStore implements Store {
   }
 
   recordUsage(u: UsageRecord): Promise<void> {
-    return this.group.run(() => void this.s.insertUsage.run(...usageParams(u)));
+    return this.group.run(() => void this.s.insertUsage.run(...usageParams(u)), true);
   }
 
   async recoverHolds(): Promise<number> {
     this.group.flush();
-    return this.db.transaction((): number => {
-      const holds = this.s.allHolds.all() as Row[];
-      const now = Date.now();
-      for (const h of holds) {
-        this.settleOne(h['id'] as string, h['account_id'] as string, big(h['amount']), 0n);
-        this.s.insertUsage.run(
-          ...usageParams({
-            traceId: h['id'] as string, accountId: h['account_id'] as string, keyId: h['key_id'] as string, model: h['model'] as string,
-            provider: null, upstreamModel: null, promptTokens: 0, completionTokens: 0, cachedTokens: 0, cost: 0n,
-            status: 500, errorType: 'interrupted', stream: num(h['stream']) === 1, latencyMs: now - num(h['created_at']),
-            ttftMs: null, createdAt: now,
-          }),
-        );
-      }
-      return holds.length;
-    }).immediate();
+    const released = await this.write(() => this.db.transaction(() => this.releaseGone(Date.now())).immediate());
+    this.sweepAt = Date.now() + Math.floor(this.leaseMs / 3);
+    return released;
+  }
+
+  /** Inside a transaction: releases the holds of owners that are gone, each recorded as interrupted. */
+  private releaseGone(now: number): number {
+    let released = 0;
+    for (const r of this.s.leases.all(this.owner) as Row[]) {
+      const lease: LeaseRow = { owner: r['owner'] as string, host: r['host'] as string, pid: num(r['pid']), expiresAt: num(r['expires_at']) };
+      if (!ownerGone(lease, now)) continue;
+      for (const h of this.s.holdsOf.all(lease.owner) as Row[]) released += this.interrupt(h, now);
+      this.s.deleteLease.run(lease.owner);
+    }
+    for (const h of this.s.orphanHolds.all(this.owner) as Row[]) released += this.interrupt(h, now);
+    return released;
+  }
+
+  private interrupt(h: Row, now: number): number {
+    const id = h['id'] as string;
+    if (this.s.deleteHold.run(id).changes === 0) return 0;
+    this.charge(id, h['account_id'] as string, big(h['amount']), 0n);
+    this.s.insertUsage.run(
+      ...usageParams({
+        traceId: id, accountId: h['account_id'] as string, keyId: h['key_id'] as string, model: h['model'] as string,
+        provider: null, upstreamModel: null, promptTokens: 0, completionTokens: 0, cachedTokens: 0, cost: 0n,
+        status: 500, errorType: 'interrupted', stream: num(h['stream']) === 1, latencyMs: now - num(h['created_at']),
+        ttftMs: null, createdAt: now,
+      }),
+    );
+    return 1;
   }
 
   async listUsage(q: UsageQuery): Promise<UsagePage> {
@@ -424,7 +623,7 @@ export class SqliteStore implements Store {
 
   async firstStart(input: FirstStart): Promise<{ setting: string | null; accountCreated: boolean }> {
     const { setting, account } = input;
-    const result = this.db.transaction(() => {
+    const result = await this.write(() => this.db.transaction(() => {
       if (setting !== null) this.s.keepSetting.run(setting.name, setting.value);
       const stored = setting === null ? null : (this.s.getSetting.get(setting.name) as string);
       if (num(this.s.countAccounts.get()) > 0) return { setting: stored, accountCreated: false };
@@ -434,7 +633,7 @@ export class SqliteStore implements Store {
       const k = account.key;
       this.s.insertKey.run(newId('key'), id, k.name, k.prefix, k.hash, encodeModels(k.models), encodeLimits(k.limits), k.expiresAt, now);
       return { setting: stored, accountCreated: true };
-    }).immediate();
+    }).immediate());
     this.ownChanges++;
     return result;
   }
@@ -444,6 +643,6 @@ export class SqliteStore implements Store {
   }
 
   async setSetting(name: string, value: string): Promise<void> {
-    this.s.setSetting.run(name, value);
+    await this.write(() => this.s.setSetting.run(name, value));
   }
 }

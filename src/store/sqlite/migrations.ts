@@ -77,4 +77,19 @@ CREATE TABLE settings (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'hold owners and their leases',
+    // Holds placed before this migration have no owner: the first recovery releases them. No index
+    // on owner: holds are only the requests in flight, and an index would cost every request a write.
+    sql: `
+CREATE TABLE leases (
+  owner TEXT PRIMARY KEY,
+  host TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+ALTER TABLE holds ADD COLUMN owner TEXT;
+`,
+  },
 ];
