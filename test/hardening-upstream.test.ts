@@ -279,7 +279,7 @@ test('a body over the per-response cap is a clean 502 whether announced by Conte
 test('over the process-wide buffer budget: the answers that fit are whole, the others a clean 502', { timeout: 60_000 }, async (t) => {
   const SIZE = 10 * 1024 * 1024;
   // Room for two bodies at a time; the upstream announces all eight before it sends any.
-  const { gw, key } = await setup(t, { a: { kind: 'big', bytes: SIZE, barrier: 8 }, server: { max_buffered_response_bytes: 25 * 1024 * 1024 } });
+  const { gw, key, a } = await setup(t, { a: { kind: 'big', bytes: SIZE, barrier: 8 }, server: { max_buffered_response_bytes: 25 * 1024 * 1024 } });
   const results = await Promise.all(Array.from({ length: 8 }, () => gw.http('POST', '/v1/embeddings', { key, body: { model: 'one', input: 'hi' } })));
   const ok = results.filter((r) => r.status === 200);
   const refused = results.filter((r) => r.status !== 200);
@@ -291,6 +291,7 @@ test('over the process-wide buffer budget: the answers that fit are whole, the o
     assert.match(r.json.error.message, /too large/);
   }
   // Once they are sent, the budget is free again.
+  a.setBehavior({ kind: 'big', bytes: SIZE });
   const again = await Promise.all([1, 2].map(() => gw.http('POST', '/v1/embeddings', { key, body: { model: 'one', input: 'hi' } })));
   assert.deepEqual(again.map((r) => r.status), [200, 200]);
 });

@@ -7,7 +7,7 @@ import { badRequest } from '../errors.js';
 import { refusedHeaders } from './rate-headers.js';
 import { withFailover } from '../routing/failover.js';
 import type { Answer, Exchange, Gateway } from './gateway.js';
-import { presentResult } from './present.js';
+import { presentRaw, presentResult } from './present.js';
 import { reserve } from './reserve.js';
 import { resolveModel } from './resolve-model.js';
 import { parseJsonBody, requireModel } from './validate-chat.js';
@@ -26,12 +26,18 @@ export async function embeddings(gw: Gateway, ex: Exchange): Promise<Answer> {
     const { result, deployment } = await withFailover(route, ex.signal, (d) =>
       d.provider.embeddings({ body, upstreamModel: d.upstreamModel, signal: ex.signal }),
     );
+    // The upstream's bytes count against the buffer budget until they have gone to the client.
+    if ('raw' in result) {
+      if (ex.signal.aborted) result.raw.release();
+      else ex.res.once('close', result.raw.release);
+    }
     meter.provider = deployment.provider.name;
     meter.upstreamModel = deployment.upstreamModel;
     const usage = result.usage ?? { promptTokens, completionTokens: 0, cachedTokens: 0 };
     const cost = costOfUsage(usage, route.price);
-    presentResult(result.body, meter.model, cost);
     meter.finish(200, null, usage, cost);
+    if ('raw' in result) return { status: 200, body: presentRaw(result.raw, meter.model, cost) };
+    presentResult(result.body, meter.model, cost);
     return { status: 200, body: JSON.stringify(result.body) };
   } catch (e) {
     if (meter.admission === null) await refusedHeaders(gw, key, ex);

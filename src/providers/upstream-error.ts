@@ -1,7 +1,7 @@
 import { GatewayError } from '../errors.js';
 import { cleanMessage } from './clean-message.js';
 
-export type UpstreamFailure = 'connect' | 'timeout' | 'reset' | 'status' | 'protocol' | 'aborted';
+export type UpstreamFailure = 'connect' | 'timeout' | 'reset' | 'status' | 'protocol' | 'too_large' | 'aborted';
 
 const BODY_CAP = 4096;
 
@@ -25,9 +25,12 @@ export class UpstreamError extends Error {
     this.body = (opts.body ?? '').slice(0, BODY_CAP);
   }
 
-  /** Another deployment may succeed where this one failed; a request the upstream called invalid will not. */
+  /**
+   * Another deployment may succeed where this one failed; a request the upstream called invalid
+   * will not, nor one whose answer was too large to relay (it would be as large, and paid for, again).
+   */
   get retryable(): boolean {
-    return !this.isClientFault && this.failure !== 'aborted';
+    return !this.isClientFault && this.failure !== 'aborted' && this.failure !== 'too_large';
   }
 
   get isClientFault(): boolean {
@@ -56,6 +59,7 @@ export function toGatewayError(err: UpstreamError, secrets: readonly string[] = 
     reset: 'closed the connection',
     status: 'returned an error',
     protocol: 'sent an invalid response',
+    too_large: 'sent a response too large to relay',
     aborted: 'was cancelled',
   };
   return new GatewayError('upstream_failed', { message: `The model service ${why[err.failure]}` });

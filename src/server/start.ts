@@ -9,6 +9,7 @@ import { parseUsd } from '../billing/money.js';
 import type { Config } from '../config/schema.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { createProviders } from '../providers/registry.js';
+import { ByteBudget } from '../providers/whole-body.js';
 import { Catalog } from '../routing/catalog.js';
 import { openLimiter } from '../limits/open.js';
 import { openStore } from '../store/open.js';
@@ -30,7 +31,11 @@ const DEMO_CREDIT = '10';
 /** Opens the store, builds providers and routes once, bootstraps a first start, and listens. */
 export async function startGateway(config: Config, opts: { store?: Store } = {}): Promise<RunningGateway> {
   const store = opts.store ?? (await openStore(config.database));
-  const providers = createProviders(config.providers);
+  const providers = createProviders(config.providers, {
+    maxResponseBytes: config.server.max_upstream_response_bytes,
+    maxEventBytes: config.server.max_stream_event_bytes,
+    budget: new ByteBudget(config.server.max_buffered_response_bytes),
+  });
   const catalog = new Catalog(config, providers);
   const admin = await resolveAdminKey(store, config.admin_key);
   const demoKey = await bootstrapDemo(store);
