@@ -1,9 +1,16 @@
-// cleanMessage: the upstream 400 message a client may see, with every host, address, URL,
-// credential and internal path removed and the words kept.
+// The pure functions behind the hostile-upstream defences: cleanMessage (the upstream 400 message
+// a client may see, with every host, address, URL, credential and internal path removed and the
+// words kept), the bounded SSE decoder, and the top-level scan that lets an embeddings answer be
+// relayed as the upstream's bytes.
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { presentRaw, presentResult } from '../src/gateway/present.js';
 import { cleanMessage } from '../src/providers/clean-message.js';
+import { scanObject } from '../src/providers/raw-json.js';
+import { SseDecoder } from '../src/providers/sse.js';
+import type { JsonObject } from '../src/providers/types.js';
+import { UpstreamError } from '../src/providers/upstream-error.js';
 
 const HUMAN = "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.";
 
@@ -133,4 +140,103 @@ test('property: cleanMessage never throws and is idempotent on its own output', 
     }),
     { numRuns: 2000 },
   );
+});
+
+describe('SseDecoder', () => {
+  /** The events of `text` fed in the given pieces. */
+  const decode = (pieces: (string | Buffer)[], max = 1 << 20): { events: string[]; lines: number } => {
+    const d = new SseDecoder(max);
+    const events: string[] = [];
+    for (const p of pieces) d.feed(typeof p === 'string' ? Buffer.from(p) : p, events);
+    return { events, lines: d.lines };
+  };
+
+  test('LF, CRLF and CR end lines; data lines join with newlines; comments and other fields are skipped', () => {
+    const text = ': hi\ndata: a\r\ndata:b\rdata\n\nevent: x\nid: 1\nretry: 5\ndata: {"c":1}\n\n: keep-alive\n\ndata: [DONE]\n\n';
+    const { events, lines } = decode([text]);
+    assert.deepEqual(events, ['a\nb\n', '{"c":1}', '[DONE]']);
+    assert.equal(lines, 14);
+  });
+
+  test('property: however the bytes are split, the same events come out (multi-byte characters and CRLF split too)', () => {
+    const text = Buffer.from('\ufeffdata: {"content":"héllo 世界 🎉"}\r\n\r\n: ping\r\ndata: line1\r\ndata: line2\r\n\r\ndata: [DONE]\r\n\r\n');
+    const whole = decode([text]).events;
+    assert.deepEqual(whole, ['{"content":"héllo 世界 🎉"}', 'line1\nline2', '[DONE]']);
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.integer({ min: 1, max: text.length - 1 }), { maxLength: 12 }), (cuts) => {
+        const at = [0, ...cuts.sort((x, y) => x - y), text.length];
+        const pieces = at.slice(1).map((end, i) => text.subarray(at[i]!, end));
+        assert.deepEqual(decode(pieces).events, whole);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  test('a line that never ends fails once it passes the cap, whatever the chunking', () => {
+    const d = new SseDecoder(1000);
+    const out: string[] = [];
+    d.feed(Buffer.from('data: ' + 'x'.repeat(500)), out);
+    assert.throws(() => d.feed(Buffer.from('x'.repeat(600)), out), (e: unknown) => e instanceof UpstreamError && e.failure === 'protocol');
+    assert.throws(() => new SseDecoder(1000).feed(Buffer.from('data: ' + 'x'.repeat(2000)), []), UpstreamError);
+  });
+
+  test('an event of many short data lines fails once it passes the cap; comment lines do not add up', () => {
+    assert.throws(() => decode(Array.from({ length: 200 }, () => 'data: xxxxxxxxxx\n'), 1000), UpstreamError);
+    assert.deepEqual(decode([...Array.from({ length: 1000 }, () => ': keep-alive\n'), 'data: ok\n\n'], 1000).events, ['ok']);
+    // Whole events never add up either.
+    assert.equal(decode(Array.from({ length: 500 }, () => 'data: xxxxxxxxxx\n\n'), 1000).events.length, 500);
+  });
+});
+
+describe('scanObject and presentRaw', () => {
+  const scan = (text: string) => scanObject(Buffer.from(text));
+
+  test('finds the top-level model and usage, not those nested or inside strings', () => {
+    const text = ' {"data":[{"model":"inner","s":"\\"usage\\": {}]"}],"model" : "up",\n"usage":{"prompt_tokens":3}} ';
+    const top = scan(text)!;
+    const b = Buffer.from(text);
+    assert.deepEqual(top.model.map(([s, e]) => b.toString('utf8', s, e)), ['"up"']);
+    assert.deepEqual(top.usage.map(([s, e]) => b.toString('utf8', s, e)), ['{"prompt_tokens":3}']);
+    assert.equal(b[top.close], 0x7d);
+  });
+
+  test('anything but one JSON object is refused', () => {
+    for (const bad of ['', '[]', '"x"', '{', '{"a":1', '{"a":1}x', '{"a":"x}', '{"a":[1,2}', '{a:1}', '{"a":nul}', '{"a":1,}', '<html>', '{"a":1}{"b":2}']) {
+      assert.equal(scan(bad), null, bad);
+    }
+    assert.ok(scan('{}'));
+    // Whatever the bytes, an answer and never an exception; what JSON.parse takes as an object, the scan takes too.
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.json()), (text) => {
+        const top = scan(text);
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          return;
+        }
+        assert.equal(top !== null, parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed), text);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('property: presentRaw gives the same JSON as parsing, presentResult and serialising', () => {
+    const body = fc.record(
+      { object: fc.constant('list'), data: fc.array(fc.jsonValue({ maxDepth: 3 })), model: fc.string(), usage: fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.record({ prompt_tokens: fc.nat() })) },
+      { requiredKeys: [] },
+    );
+    fc.assert(
+      fc.property(body, fc.boolean(), fc.string(), fc.bigInt({ min: 0n, max: 10n ** 12n }), (obj, pretty, model, cost) => {
+        const bytes = Buffer.from(JSON.stringify(obj, null, pretty ? 2 : undefined));
+        const top = scanObject(bytes);
+        assert.ok(top !== null);
+        const relayed = JSON.parse(Buffer.concat(presentRaw({ ...top, bytes, release: () => undefined }, model, cost)).toString('utf8')) as unknown;
+        const expected = JSON.parse(bytes.toString('utf8')) as JsonObject;
+        presentResult(expected, model, cost);
+        assert.deepEqual(relayed, JSON.parse(JSON.stringify(expected)));
+      }),
+      { numRuns: 1000 },
+    );
+  });
 });

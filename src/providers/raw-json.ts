@@ -138,7 +138,7 @@ function endOfValue(b: Buffer, i: number): number {
     if (d === COMMA || d === RBRACE || d === RBRACKET || d === 0x20 || d === 0x0a || d === 0x0d || d === 0x09) break;
     j++;
   }
-  if (j === i || j - i > 64) return -1;
+  if (j === i || j - i > 1024) return -1;
   try {
     JSON.parse(b.toString('latin1', i, j));
   } catch {

@@ -26,7 +26,6 @@ export class SseDecoder {
   private eventBytes = 0;
   /** The last chunk ended with CR: an LF opening the next one belongs to it. */
   private afterCr = false;
-  private first = true;
 
   constructor(private readonly maxEventBytes: number) {}
 
@@ -34,10 +33,6 @@ export class SseDecoder {
   feed(chunk: Buffer, out: string[]): void {
     const n = chunk.length;
     let start = 0;
-    if (this.first) {
-      this.first = false;
-      if (n >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) start = 3; // a BOM
-    }
     if (this.afterCr) {
       this.afterCr = false;
       if (chunk[start] === LF) start++;
@@ -79,7 +74,7 @@ export class SseDecoder {
       start = 0;
       end = buf.length;
     }
-    this.lines++;
+    if (this.lines++ === 0 && end - start >= 3 && buf[start] === 0xef && buf[start + 1] === 0xbb && buf[start + 2] === 0xbf) start += 3; // a BOM
     if (start === end) {
       if (this.data !== null) out.push(this.data);
       this.data = null;
