@@ -404,3 +404,20 @@ test('after the first event, keep-alive comment lines count as activity: a strea
   assert.ok(r.text.includes('[DONE]'), r.text);
   assert.equal(events(r.text).map((e) => e.choices[0]?.delta?.content ?? '').join(''), 'thinking done');
 });
+
+test('a client slower to read than idle_timeout_ms is not mistaken for a silent upstream', { timeout: 60_000 }, async (t) => {
+  // 16 MB of chunks: more than the sockets buffer, so the relay waits on the client (backpressure).
+  const piece = 'word '.repeat(13 * 1024);
+  const { gw, key } = await setup(t, { a: { kind: 'stream', chunks: Array.from({ length: 256 }, () => piece) }, timeouts: { idle_timeout_ms: 500 } });
+  const res = await request(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'one', stream: true, messages: hi }),
+  });
+  assert.equal(res.statusCode, 200);
+  // The client takes three idle timeouts before it starts reading.
+  await new Promise((r) => setTimeout(r, 1500));
+  const text = await res.body.text();
+  assert.ok(text.endsWith('data: [DONE]\n\n'), text.slice(-300));
+  assert.equal(events(text).reduce((n, e) => n + (e.choices[0]?.delta?.content?.length ?? 0), 0), 256 * piece.length);
+});
