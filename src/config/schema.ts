@@ -82,6 +82,12 @@ const server = z
     trust_proxy: z.union([z.boolean(), z.array(z.string().min(1))]).default(false),
     /** On SIGTERM: how long in-flight requests may take before they are cut. */
     shutdown_timeout_ms: z.number().int().nonnegative().default(30_000),
+    /** One non-streamed upstream body (an embeddings answer can legitimately be ~100 MB); over it: 502. */
+    max_upstream_response_bytes: z.number().int().positive().default(128 * 1024 * 1024),
+    /** All non-streamed upstream bodies held at once, across requests; a body that does not fit: 502. */
+    max_buffered_response_bytes: z.number().int().positive().default(512 * 1024 * 1024),
+    /** One SSE event (or a line not yet ended) from an upstream; over it the stream fails. */
+    max_stream_event_bytes: z.number().int().positive().default(8 * 1024 * 1024),
   })
   .strict();
 

@@ -7,7 +7,7 @@ import { badRequest } from '../errors.js';
 import { refusedHeaders } from './rate-headers.js';
 import { withFailover } from '../routing/failover.js';
 import { DURABLE_WAIT_MS, within, type Answer, type Exchange, type Gateway } from './gateway.js';
-import { presentResult } from './present.js';
+import { presentRaw, presentResult } from './present.js';
 import { reserve } from './reserve.js';
 import { resolveModel } from './resolve-model.js';
 import { parseJsonBody, requireModel } from './validate-chat.js';
@@ -26,6 +26,11 @@ export async function embeddings(gw: Gateway, ex: Exchange): Promise<Answer> {
     const { result, deployment } = await withFailover(route, ex.signal, (d) =>
       d.provider.embeddings({ body, upstreamModel: d.upstreamModel, signal: ex.signal }),
     );
+    // The upstream's bytes count against the buffer budget until they have gone to the client.
+    if ('raw' in result) {
+      if (ex.signal.aborted) result.raw.release();
+      else ex.res.once('close', result.raw.release);
+    }
     meter.provider = deployment.provider.name;
     meter.upstreamModel = deployment.upstreamModel;
     const b = bill({
@@ -36,8 +41,10 @@ export async function embeddings(gw: Gateway, ex: Exchange): Promise<Answer> {
       outputCap: 0,
     });
     if (b.distrusted) gw.log.warn({ traceId: ex.traceId, reported: result.usage }, 'upstream usage is not believable: billed the input counted');
-    presentResult(result.body, meter.model, b);
+    // The answer leaves once its settlement is committed: a client that got it has been billed.
     await within(meter.finish(200, null, b.usage, b.cost), DURABLE_WAIT_MS);
+    if ('raw' in result) return { status: 200, body: presentRaw(result.raw, meter.model, b) };
+    presentResult(result.body, meter.model, b);
     return { status: 200, body: JSON.stringify(result.body) };
   } catch (e) {
     if (meter.admission === null) await refusedHeaders(gw, key, ex);

@@ -36,8 +36,12 @@ export interface Exchange {
   headers: Record<string, string>;
 }
 
-/** A response for the HTTP layer to send, or null when the request path already wrote it (a stream) or nobody is listening. */
-export type Answer = { status: number; body: string } | null;
+/**
+ * A response for the HTTP layer to send, or null when the request path already wrote it (a
+ * stream) or nobody is listening. A body in pieces is written piece by piece (a relayed
+ * embeddings answer, so that it is never joined into one more copy).
+ */
+export type Answer = { status: number; body: string | readonly Buffer[] } | null;
 
 /** Runs work without losing track of it (shutdown waits for it); the promise returned never rejects. */
 export function inBackground(gw: Gateway, work: Promise<unknown>): Promise<unknown> {

@@ -26,6 +26,33 @@ export interface ChatResult {
   usage: TokenUsage | null;
 }
 
+/** A byte range [start, end) of a body. */
+export type Span = readonly [start: number, end: number];
+
+/** Where a JSON object's top-level `model` and `usage` values are in its bytes. */
+export interface TopLevel {
+  model: Span[];
+  usage: Span[];
+  /** The index of the closing brace, where a missing `model` goes. */
+  close: number;
+  empty: boolean;
+}
+
+/** A JSON object as the upstream's bytes, holding its share of the buffer budget until `release`. */
+export interface RawJson extends TopLevel {
+  bytes: Buffer;
+  release: () => void;
+}
+
+/**
+ * An embeddings answer relayed as the upstream sent it, with only `model` and `usage` rewritten:
+ * parsing and re-serialising ~100 MB of vectors would hold several copies of them at once.
+ */
+export interface RawResult {
+  raw: RawJson;
+  usage: TokenUsage | null;
+}
+
 /**
  * An open upstream stream, already past the provider's response headers and its first event, so
  * that whoever relays it knows the upstream accepted the request before sending a byte to the client.
@@ -48,6 +75,6 @@ export interface Provider {
   readonly secrets: readonly string[];
   chat(call: ChatCall): Promise<ChatResult>;
   chatStream(call: ChatCall): Promise<ChatStream>;
-  embeddings(call: EmbeddingsCall): Promise<ChatResult>;
+  embeddings(call: EmbeddingsCall): Promise<ChatResult | RawResult>;
   close(): Promise<void>;
 }

@@ -1,6 +1,7 @@
 import { GatewayError } from '../errors.js';
+import { cleanMessage } from './clean-message.js';
 
-export type UpstreamFailure = 'connect' | 'timeout' | 'reset' | 'status' | 'protocol' | 'aborted';
+export type UpstreamFailure = 'connect' | 'timeout' | 'reset' | 'status' | 'protocol' | 'too_large' | 'aborted';
 
 const BODY_CAP = 4096;
 
@@ -24,9 +25,12 @@ export class UpstreamError extends Error {
     this.body = (opts.body ?? '').slice(0, BODY_CAP);
   }
 
-  /** Another deployment may succeed where this one failed; a request the upstream called invalid will not. */
+  /**
+   * Another deployment may succeed where this one failed; a request the upstream called invalid
+   * will not, nor one whose answer was too large to relay (it would be as large, and paid for, again).
+   */
   get retryable(): boolean {
-    return !this.isClientFault && this.failure !== 'aborted';
+    return !this.isClientFault && this.failure !== 'aborted' && this.failure !== 'too_large';
   }
 
   get isClientFault(): boolean {
@@ -43,7 +47,7 @@ export function toGatewayError(err: UpstreamError, secrets: readonly string[] = 
   if (err.isClientFault) {
     return new GatewayError('upstream_invalid_request', {
       message: cleanMessage(upstreamMessage(err.body) ?? 'The model service rejected the request as invalid', secrets),
-      param: upstreamParam(err.body),
+      param: upstreamParam(err.body, secrets),
     });
   }
   if (err.isSaturated) {
@@ -55,6 +59,7 @@ export function toGatewayError(err: UpstreamError, secrets: readonly string[] = 
     reset: 'closed the connection',
     status: 'returned an error',
     protocol: 'sent an invalid response',
+    too_large: 'sent a response too large to relay',
     aborted: 'was cancelled',
   };
   return new GatewayError('upstream_failed', { message: `The model service ${why[err.failure]}` });
@@ -78,24 +83,10 @@ function upstreamMessage(body: string): string | null {
   return body.trim() !== '' && body.length < 500 && !body.trimStart().startsWith('<') ? body.trim() : null;
 }
 
-function upstreamParam(body: string): string | null {
+/** The field the upstream blames (`messages`, `tools[0].function.parameters`), cleaned like the message. */
+function upstreamParam(body: string, secrets: readonly string[]): string | null {
   const p = parsed(body)?.['param'];
-  return typeof p === 'string' && p !== '' ? p : null;
-}
-
-const URL_LIKE = /\b(?:https?|wss?):\/\/[^\s"'<>)]+/gi;
-const KEY_LIKE = /\b(?:sk|pk|rk|key|api[-_]?key)[-_][A-Za-z0-9_-]{8,}/gi;
-const BEARER = /\bBearer\s+\S+/gi;
-const HOST_PORT = /\b(?:(?:\d{1,3}\.){3}\d{1,3}|localhost|[a-z0-9-]+(?:\.[a-z0-9-]+)+)(?::\d{2,5})\b/gi;
-const IPV4 = /\b(?:\d{1,3}\.){3}\d{1,3}\b/g;
-
-/** Strips what a client must never see from an upstream message: URLs, hosts, addresses, credentials. */
-export function cleanMessage(message: string, secrets: readonly string[] = []): string {
-  let m = message;
-  for (const s of secrets) if (s.length >= 4) m = m.split(s).join('[redacted]');
-  m = m.replace(URL_LIKE, '[url]').replace(BEARER, 'Bearer [redacted]').replace(KEY_LIKE, '[redacted]');
-  m = m.replace(HOST_PORT, '[host]').replace(IPV4, '[host]');
-  return m.length > 1000 ? m.slice(0, 1000) + '…' : m;
+  return typeof p === 'string' && p !== '' && p.length <= 200 ? cleanMessage(p, secrets) : null;
 }
 
 /** `retry-after-ms` or `retry-after` (seconds or an HTTP date) as milliseconds, capped at 60 s. */

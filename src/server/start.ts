@@ -9,6 +9,7 @@ import { parseUsd } from '../billing/money.js';
 import type { Config } from '../config/schema.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { createProviders } from '../providers/registry.js';
+import { ByteBudget } from '../providers/whole-body.js';
 import { Catalog } from '../routing/catalog.js';
 import { openLimiter } from '../limits/open.js';
 import { openStore } from '../store/open.js';
@@ -35,7 +36,11 @@ const DEMO_CREDIT = '10';
 export async function startGateway(config: Config, opts: { store?: Store } = {}): Promise<RunningGateway> {
   const log = pino({ level: config.log_level, redact: ['req.headers.authorization', 'headers.authorization'] });
   const store = opts.store ?? (await openStore(config.database, { leaseMs: config.store.lease_ms, lockTimeoutMs: config.store.lock_timeout_ms, log }));
-  const providers = createProviders(config.providers);
+  const providers = createProviders(config.providers, {
+    maxResponseBytes: config.server.max_upstream_response_bytes,
+    maxEventBytes: config.server.max_stream_event_bytes,
+    budget: new ByteBudget(config.server.max_buffered_response_bytes),
+  });
   const catalog = new Catalog(config, providers);
   const admin = await resolveAdminKey(store, config.admin_key);
   // Left for the store's own sweep when the database cannot be written right now.

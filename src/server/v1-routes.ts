@@ -60,7 +60,11 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
       const answer = await run(gw, ex);
       if (answer !== null && !res.headersSent) {
         res.writeHead(answer.status, { ...ex.headers, 'content-type': JSON_TYPE, 'x-request-id': ex.traceId });
-        res.end(answer.body);
+        if (typeof answer.body === 'string') res.end(answer.body);
+        else {
+          for (const piece of answer.body) res.write(piece);
+          res.end();
+        }
       }
     } catch (e) {
       if (!isGatewayError(e)) gw.log.error({ err: e, traceId: ex.traceId }, 'request failed');

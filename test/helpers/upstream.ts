@@ -3,6 +3,7 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -29,9 +30,56 @@ export type Behavior =
       deltas?: Record<string, unknown>[];
       /** Nothing is sent until this resolves. */
       gate?: Promise<void>;
-    };
+    }
+  /** Exactly this status, headers and body, whatever the path (a redirect, say). */
+  | { kind: 'raw'; status: number; headers?: Record<string, string>; body?: string }
+  /**
+   * An embeddings answer of about `bytes` bytes (built once per size and shared), announced with
+   * Content-Length unless `chunked`. With `barrier`, the headers go out at once and the body only
+   * once `barrier` requests are waiting, so that they all hold a response at the same time.
+   */
+  | { kind: 'big'; bytes: number; chunked?: boolean; barrier?: number }
+  /** SSE headers, `events` ordinary chunks, then one `data:` line of `bytes` bytes that never ends. */
+  | { kind: 'hugeLine'; bytes: number; events?: number }
+  /** SSE headers, `events` ordinary chunks, then `pattern` (default ':\n') a byte every `intervalMs`, over and over. */
+  | { kind: 'drip'; intervalMs: number; pattern?: string; events?: number };
 
 type StreamBehavior = Extract<Behavior, { kind: 'stream' }>;
+
+/** The embeddings body of a `big` behaviour: its bytes, and where the data array ends (all before is the vectors). */
+export interface BigBody {
+  bytes: Buffer;
+  dataEnd: number;
+  model: string;
+  promptTokens: number;
+}
+
+const bigBodies = new Map<number, BigBody>();
+
+/** `{"object":"list","data":[…vectors…],"model":…,"usage":…}` of at least `size` bytes, built once per size. */
+export function bigEmbeddingsBody(size: number, model = 'big-upstream-model'): BigBody {
+  const cached = bigBodies.get(size);
+  if (cached !== undefined) return cached;
+  const vector = Array.from({ length: 1536 }, (_, i) => ((i * 7919) % 10007 / 10007 - 0.5).toFixed(9)).join(',');
+  const head = '{"object":"list","data":[';
+  const items: string[] = [];
+  let len = head.length;
+  for (let i = 0; len < size; i++) {
+    const item = `${i === 0 ? '' : ','}{"object":"embedding","index":${i},"embedding":[${vector}]}`;
+    items.push(item);
+    len += item.length;
+  }
+  const promptTokens = items.length * 3;
+  const prefix = head + items.join('') + ']';
+  const body: BigBody = {
+    bytes: Buffer.from(`${prefix},"model":${JSON.stringify(model)},"usage":{"prompt_tokens":${promptTokens},"total_tokens":${promptTokens}}}`),
+    dataEnd: Buffer.byteLength(prefix),
+    model,
+    promptTokens,
+  };
+  bigBodies.set(size, body);
+  return body;
+}
 
 export interface RecordedRequest {
   method: string;
@@ -176,6 +224,12 @@ export async function startFakeUpstream(opts: { behavior?: Behavior } = {}): Pro
       const custom = b.body !== undefined;
       return sendJson(res, b.status, custom ? b.body : errorBody(b.status), b.headers);
     }
+    if (b.kind === 'raw') {
+      res.writeHead(b.status, b.headers ?? {});
+      return void res.end(b.body ?? '');
+    }
+    if (b.kind === 'big') return sendBig(b, res, gone.signal);
+    if (b.kind === 'hugeLine' || b.kind === 'drip') return sendBroken(b, res, gone.signal);
 
     const pathname = new URL(rec.path, 'http://x').pathname;
     const model = field(body, 'model');
@@ -254,6 +308,52 @@ export async function startFakeUpstream(opts: { behavior?: Behavior } = {}): Pro
     res.write(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }]));
     if (includeUsage && usage !== null) res.write(chunk([], { usage: wireUsage(usage) }));
     res.end('data: [DONE]\n\n');
+  }
+
+  // Requests of `big` behaviours that have their headers and wait for the barrier.
+  let atBarrier: (() => void)[] = [];
+  async function sendBig(b: Extract<Behavior, { kind: 'big' }>, res: ServerResponse, gone: AbortSignal): Promise<void> {
+    const { bytes } = bigEmbeddingsBody(b.bytes);
+    res.writeHead(200, b.chunked === true ? { 'content-type': 'application/json' } : { 'content-type': 'application/json', 'content-length': String(bytes.length) });
+    if (b.barrier !== undefined) {
+      res.flushHeaders();
+      const all = new Promise<void>((resolve) => atBarrier.push(resolve));
+      if (atBarrier.length >= b.barrier) {
+        for (const go of atBarrier) go();
+        atBarrier = [];
+      }
+      await all;
+    }
+    if (gone.aborted) return;
+    if (b.chunked !== true) return void res.end(bytes);
+    // Chunked: in pieces, as a streaming server would send it, honouring backpressure.
+    for (let i = 0; i < bytes.length && !gone.aborted; i += 1 << 20) {
+      if (!res.write(bytes.subarray(i, i + (1 << 20)))) await once(res, 'drain', { signal: gone }).catch(() => undefined);
+    }
+    res.end();
+  }
+
+  async function sendBroken(b: Extract<Behavior, { kind: 'hugeLine' | 'drip' }>, res: ServerResponse, gone: AbortSignal): Promise<void> {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    res.flushHeaders();
+    const base = { id: 'chatcmpl-broken', object: 'chat.completion.chunk', created: 1_700_000_000, model: 'broken' };
+    for (let i = 0; i < (b.events ?? 0); i++) {
+      const delta = i === 0 ? { role: 'assistant', content: `part${i}` } : { content: ` part${i}` };
+      res.write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: null }] })}\n\n`);
+    }
+    if (b.kind === 'hugeLine') {
+      const piece = Buffer.alloc(64 * 1024, 'x');
+      res.write('data: {"choices":[{"delta":{"content":"');
+      for (let sent = 0; sent < b.bytes && !gone.aborted; sent += piece.length) {
+        if (!res.write(piece)) await once(res, 'drain', { signal: gone }).catch(() => undefined);
+      }
+      return;
+    }
+    const pattern = b.pattern ?? ':\n';
+    for (let i = 0; !gone.aborted; i++) {
+      res.write(pattern[i % pattern.length]!);
+      await sleep(b.intervalMs, undefined, { signal: gone }).catch(() => undefined);
+    }
   }
 
   await new Promise<void>((resolve, reject) => {

@@ -1,16 +1,15 @@
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { Pool, errors as undiciErrors } from 'undici';
 import type { OpenAIProviderConfig } from '../../config/schema.js';
-import type { ChatCall, ChatResult, ChatStream, EmbeddingsCall, JsonObject, Provider, TokenUsage } from '../types.js';
+import { parseSpan, scanObject } from '../raw-json.js';
+import { SseDecoder } from '../sse.js';
+import type { ChatCall, ChatResult, ChatStream, EmbeddingsCall, JsonObject, Provider, RawResult, TokenUsage } from '../types.js';
 import { UpstreamError } from '../upstream-error.js';
+import { readWhole, type HeldBody, type UpstreamLimits } from '../whole-body.js';
 import { fromUsage } from './from-provider.js';
 import { toChatBody } from './to-provider.js';
 import type { OpenAIChunk } from './wire.js';
 
 type ResponseData = Awaited<ReturnType<Pool['request']>>;
-
-/** A non-streamed body larger than this is refused rather than buffered. */
-const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 /** Any OpenAI-compatible API (OpenAI, Zhipu, DeepSeek, vLLM, Ollama, …) over one keep-alive undici pool. */
 export class OpenAIProvider implements Provider {
@@ -23,6 +22,7 @@ export class OpenAIProvider implements Provider {
   constructor(
     readonly name: string,
     private readonly cfg: OpenAIProviderConfig,
+    private readonly limits: UpstreamLimits,
   ) {
     const url = new URL(cfg.base_url);
     this.basePath = url.pathname.replace(/\/+$/, '');
@@ -39,15 +39,15 @@ export class OpenAIProvider implements Provider {
 
 
   chat(call: ChatCall): Promise<ChatResult> {
-    return this.whole('/chat/completions', toChatBody(call, false), call.signal);
+    return this.whole('/chat/completions', toChatBody(call, false), call.signal, parseWhole);
   }
 
-  embeddings(call: EmbeddingsCall): Promise<ChatResult> {
-    return this.whole('/embeddings', { ...call.body, model: call.upstreamModel }, call.signal);
+  embeddings(call: EmbeddingsCall): Promise<RawResult> {
+    return this.whole('/embeddings', { ...call.body, model: call.upstreamModel }, call.signal, rawWhole);
   }
 
   /** A non-streamed call, cut after `timeout_ms` for the whole response or when the client goes away. */
-  private async whole(path: string, body: JsonObject, clientSignal: AbortSignal): Promise<ChatResult> {
+  private async whole<T>(path: string, body: JsonObject, clientSignal: AbortSignal, take: (held: HeldBody) => T): Promise<T> {
     // Its own controller: a timeout is not the client leaving (failover goes on after a timeout).
     // One controller and one timer cost less per request than AbortSignal.any with AbortSignal.timeout.
     const ac = new AbortController();
@@ -61,8 +61,7 @@ export class OpenAIProvider implements Provider {
     try {
       if (clientSignal.aborted) ac.abort();
       const res = await this.post(path, body, ac.signal, this.cfg.timeout_ms, this.cfg.timeout_ms);
-      const json = await readJson(res);
-      return { body: json, usage: fromUsage((json as OpenAIChunk).usage) };
+      return take(await readWhole(res, this.limits));
     } catch (e) {
       throw classify(e, timedOut);
     } finally {
@@ -72,18 +71,22 @@ export class OpenAIProvider implements Provider {
   }
 
   async chatStream(call: ChatCall): Promise<ChatStream> {
+    const watch = new StreamWatch(call.signal, this.cfg.first_byte_timeout_ms, this.cfg.idle_timeout_ms);
     let res: ResponseData;
     try {
-      res = await this.post('/chat/completions', toChatBody(call, true), call.signal, this.cfg.first_byte_timeout_ms, this.cfg.idle_timeout_ms);
+      // No undici body timeout: the watch times events and lines, not bytes.
+      res = await this.post('/chat/completions', toChatBody(call, true), watch.signal, this.cfg.first_byte_timeout_ms, 0);
     } catch (e) {
-      throw classify(e, false);
+      watch.stop();
+      throw classify(e, watch.timedOut);
     }
     const type = String(res.headers['content-type'] ?? '');
     if (!type.includes('text/event-stream')) {
+      watch.stop();
       res.body.destroy();
       throw new UpstreamError('protocol', `expected an event stream, got ${type || 'no content type'}`);
     }
-    return openStream(res);
+    return openStream(readEvents(res, watch, this.limits.maxEventBytes));
   }
 
   private async post(path: string, body: JsonObject, signal: AbortSignal, headersTimeout: number, bodyTimeout: number): Promise<ResponseData> {
@@ -96,7 +99,9 @@ export class OpenAIProvider implements Provider {
       headersTimeout,
       bodyTimeout,
     });
-    if (res.statusCode >= 400) {
+    // Anything but a 2xx is a failure: a redirect (never followed) or a 1xx undici did not consume
+    // is not the answer, whatever its body looks like.
+    if (res.statusCode < 200 || res.statusCode >= 300) {
       const text = await readCapped(res, 4096).catch(() => '');
       throw new UpstreamError('status', `upstream answered ${res.statusCode}`, {
         status: res.statusCode,
@@ -113,8 +118,7 @@ export class OpenAIProvider implements Provider {
 }
 
 /** Reads events until the first one arrives, so failures before it are still ordinary errors (and failover is still possible). */
-async function openStream(res: ResponseData): Promise<ChatStream> {
-  const events = readEvents(res);
+async function openStream(events: AsyncGenerator<JsonObject, void, undefined>): Promise<ChatStream> {
   const first = await events.next();
   let usage: TokenUsage | null = null;
   const track = (chunk: JsonObject): JsonObject => {
@@ -127,44 +131,114 @@ async function openStream(res: ResponseData): Promise<ChatStream> {
       return usage;
     },
     async *[Symbol.asyncIterator]() {
-      if (first.done === true) return;
-      yield track(first.value);
-      for (;;) {
-        const next = await events.next();
-        if (next.done === true) return;
-        yield track(next.value);
+      try {
+        if (first.done === true) return;
+        yield track(first.value);
+        for (;;) {
+          const next = await events.next();
+          if (next.done === true) return;
+          yield track(next.value);
+        }
+      } finally {
+        // A consumer that stops early ends the reader too: it closes the upstream response and stops the watch.
+        await events.return();
       }
     },
   };
 }
 
-async function* readEvents(res: ResponseData): AsyncGenerator<JsonObject, void, undefined> {
-  const queue: EventSourceMessage[] = [];
-  const parser = createParser({ onEvent: (ev) => queue.push(ev) });
-  const decoder = new TextDecoder();
+/**
+ * The stream's one timer and its abort. Until the first event: `first_byte_timeout_ms` from the
+ * request, whatever bytes arrive (comments or a line that never ends do not hold it open). After
+ * it: `idle_timeout_ms` between complete lines, comments included (providers send `:` keep-alives
+ * while a model thinks), counted only while the reader waits on the upstream, not while the client
+ * is slow to take what it has.
+ */
+class StreamWatch {
+  private readonly ac = new AbortController();
+  readonly signal = this.ac.signal;
+  timedOut = false;
+  private timer: NodeJS.Timeout;
+  private started = false;
+  private waiting = true;
+  private readonly onClientGone = (): void => this.ac.abort();
+
+  constructor(
+    private readonly client: AbortSignal,
+    firstByteMs: number,
+    private readonly idleMs: number,
+  ) {
+    client.addEventListener('abort', this.onClientGone, { once: true });
+    if (client.aborted) this.ac.abort();
+    this.timer = setTimeout(this.fire, firstByteMs);
+  }
+
+  private readonly fire = (): void => {
+    if (!this.waiting) return;
+    this.timedOut = true;
+    this.ac.abort();
+  };
+
+  /** Complete lines came without an event (keep-alives): alive, once the first event is in. */
+  lines(): void {
+    if (this.started) this.timer.refresh();
+  }
+
+  /** The reader hands an event to the consumer and waits for it; after the first, the idle timeout applies. */
+  handOver(): void {
+    this.waiting = false;
+    if (this.started) return;
+    this.started = true;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(this.fire, this.idleMs);
+  }
+
+  /** The consumer wants the next event: the upstream's silence counts again from now. */
+  resume(): void {
+    this.waiting = true;
+    this.timer.refresh();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.client.removeEventListener('abort', this.onClientGone);
+  }
+}
+
+async function* readEvents(res: ResponseData, watch: StreamWatch, maxEventBytes: number): AsyncGenerator<JsonObject, void, undefined> {
+  const sse = new SseDecoder(maxEventBytes);
+  const queue: string[] = [];
   let done = false;
   let finished = false;
   try {
     for await (const buf of res.body) {
-      parser.feed(decoder.decode(buf as Buffer, { stream: true }));
-      while (queue.length > 0) {
-        const ev = queue.shift()!;
-        if (ev.data === '[DONE]') {
+      const lines = sse.lines;
+      sse.feed(buf as Buffer, queue);
+      if (queue.length === 0) {
+        if (sse.lines !== lines) watch.lines();
+        continue;
+      }
+      for (const data of queue) {
+        if (data === '[DONE]') {
           done = true;
           break;
         }
-        const chunk = parseChunk(ev.data);
+        const chunk = parseChunk(data);
         if (chunk['error'] !== undefined) {
-          throw new UpstreamError('status', 'upstream sent an error event', { status: 500, body: ev.data });
+          throw new UpstreamError('status', 'upstream sent an error event', { status: 500, body: data });
         }
         if ((chunk as OpenAIChunk).choices?.some((c) => c.finish_reason)) finished = true;
+        watch.handOver();
         yield chunk;
+        watch.resume();
       }
+      queue.length = 0;
       if (done) break;
     }
   } catch (e) {
-    throw classify(e, false);
+    throw classify(e, watch.timedOut);
   } finally {
+    watch.stop();
     if (!res.body.destroyed) res.body.destroy();
   }
   // Some OpenAI-compatible servers omit [DONE]; a stream that ended after a finish_reason is whole.
@@ -181,26 +255,39 @@ function parseChunk(data: string): JsonObject {
   throw new UpstreamError('protocol', 'upstream sent an event that is not a JSON object');
 }
 
-async function readJson(res: ResponseData): Promise<JsonObject> {
-  const text = await readCapped(res, MAX_RESPONSE_BYTES, true);
+/** A chat completion: small, parsed whole; its buffer goes back to the budget once parsed. */
+function parseWhole(held: HeldBody): ChatResult {
   let v: unknown;
   try {
-    v = JSON.parse(text);
+    v = JSON.parse(held.bytes.toString('utf8'));
   } catch {
     throw new UpstreamError('protocol', 'upstream sent a body that is not JSON');
+  } finally {
+    held.release();
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new UpstreamError('protocol', 'upstream sent a body that is not a JSON object');
-  return v as JsonObject;
+  return { body: v as JsonObject, usage: fromUsage((v as OpenAIChunk).usage) };
 }
 
-async function readCapped(res: ResponseData, cap: number, strict = false): Promise<string> {
+/** An embeddings answer: kept as bytes, only its top level read (see scanObject). */
+function rawWhole(held: HeldBody): RawResult {
+  const top = scanObject(held.bytes);
+  if (top === null) {
+    held.release();
+    throw new UpstreamError('protocol', 'upstream sent a body that is not a JSON object');
+  }
+  const usage = top.usage.length === 0 ? null : parseSpan(held.bytes, top.usage[top.usage.length - 1]!);
+  return { raw: { ...top, ...held }, usage: fromUsage(usage as OpenAIChunk['usage']) };
+}
+
+/** The start of an error body, for the message and the logs. */
+async function readCapped(res: ResponseData, cap: number): Promise<string> {
   const parts: Buffer[] = [];
   let size = 0;
   for await (const buf of res.body) {
     size += (buf as Buffer).length;
     if (size > cap) {
       res.body.destroy();
-      if (strict) throw new UpstreamError('protocol', 'upstream response too large');
       break;
     }
     parts.push(buf as Buffer);
