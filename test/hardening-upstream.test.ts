@@ -182,6 +182,11 @@ test('a 302 to an embeddings request is a failure: failover, else 502', async (t
 // 3. Large non-streamed answers.
 
 /** Checks a relayed big embeddings body: every vector as the upstream sent it, the client's model name, and the usage. */
+/** An input our tokenizer counts at least as many tokens as the `big` body of `size` reports, so that its usage is believed (SPEC §4: never more than the hold). */
+function inputFor(size: number): string {
+  return 'word '.repeat(bigEmbeddingsBody(size).promptTokens);
+}
+
 function assertBigBody(text: string, size: number, model: string): void {
   const big = bigEmbeddingsBody(size);
   const upstream = JSON.parse(big.bytes.toString('utf8')) as { data: { index: number; embedding: number[] }[] };
@@ -234,7 +239,7 @@ test('8 concurrent 60 MB embeddings answers: every client gets its whole body, a
       const res = await request(`${base}/v1/embeddings`, {
         method: 'POST',
         headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'emb', input: 'hello' }),
+        body: JSON.stringify({ model: 'emb', input: inputFor(SIZE) }),
         headersTimeout: 120_000,
         bodyTimeout: 120_000,
       });
@@ -268,7 +273,7 @@ test('a body over the per-response cap is a clean 502 whether announced by Conte
   }
   // Just under the cap passes, byte for byte what the upstream sent but the model name and cost.
   a.setBehavior({ kind: 'big', bytes: 3 * 1024 * 1024 });
-  const ok = await gw.http('POST', '/v1/embeddings', { key, body: { model: 'one', input: 'hi' } });
+  const ok = await gw.http('POST', '/v1/embeddings', { key, body: { model: 'one', input: inputFor(3 * 1024 * 1024) } });
   assert.equal(ok.status, 200);
   assertBigBody(ok.text, 3 * 1024 * 1024, 'one');
   a.setBehavior({ kind: 'ok' });
@@ -280,7 +285,7 @@ test('over the process-wide buffer budget: the answers that fit are whole, the o
   const SIZE = 10 * 1024 * 1024;
   // Room for two bodies at a time; the upstream announces all eight before it sends any.
   const { gw, key, a } = await setup(t, { a: { kind: 'big', bytes: SIZE, barrier: 8 }, server: { max_buffered_response_bytes: 25 * 1024 * 1024 } });
-  const results = await Promise.all(Array.from({ length: 8 }, () => gw.http('POST', '/v1/embeddings', { key, body: { model: 'one', input: 'hi' } })));
+  const results = await Promise.all(Array.from({ length: 8 }, () => gw.http('POST', '/v1/embeddings', { key, body: { model: 'one', input: inputFor(SIZE) } })));
   const ok = results.filter((r) => r.status === 200);
   const refused = results.filter((r) => r.status !== 200);
   assert.equal(ok.length, 2, results.map((r) => r.status).join(','));
@@ -407,12 +412,13 @@ test('after the first event, keep-alive comment lines count as activity: a strea
 
 test('a client slower to read than idle_timeout_ms is not mistaken for a silent upstream', { timeout: 60_000 }, async (t) => {
   // 16 MB of chunks: more than the sockets buffer, so the relay waits on the client (backpressure).
+  // The client allows that much output: the gateway relays no more than the cap it holds for.
   const piece = 'word '.repeat(13 * 1024);
   const { gw, key } = await setup(t, { a: { kind: 'stream', chunks: Array.from({ length: 256 }, () => piece) }, timeouts: { idle_timeout_ms: 500 } });
   const res = await request(`${gw.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'one', stream: true, messages: hi }),
+    body: JSON.stringify({ model: 'one', stream: true, max_tokens: 4_000_000, messages: hi }),
   });
   assert.equal(res.statusCode, 200);
   // The client takes three idle timeouts before it starts reading.
