@@ -225,7 +225,7 @@ describe('scanObject and presentRaw', () => {
   test('property: presentRaw gives the same JSON as parsing, presentResult and serialising', () => {
     const count = fc.nat({ max: 1_000_000 });
     const billed: fc.Arbitrary<Bill> = fc.record({
-      usage: fc.record({ promptTokens: count, completionTokens: count, cachedTokens: count }),
+      usage: fc.record({ promptTokens: count, completionTokens: count, cachedTokens: count, cacheWriteTokens: count, reasoningTokens: count }),
       cost: fc.bigInt({ min: 0n, max: 10n ** 12n }),
       reported: fc.boolean(),
       distrusted: fc.boolean(),

@@ -56,6 +56,8 @@ export function presentUsage(u: UsageRecord): Record<string, unknown> {
     prompt_tokens: u.promptTokens,
     completion_tokens: u.completionTokens,
     cached_tokens: u.cachedTokens,
+    cache_write_tokens: u.cacheWriteTokens,
+    reasoning_tokens: u.reasoningTokens,
     cost: formatUsd(u.cost),
     status: u.status,
     error_type: u.errorType,

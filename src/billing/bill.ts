@@ -56,7 +56,10 @@ function believable(u: TokenUsage, outputCap: number): boolean {
     isCount(u.promptTokens) &&
     isCount(u.completionTokens) &&
     isCount(u.cachedTokens) &&
-    u.cachedTokens <= u.promptTokens &&
+    isCount(u.cacheWriteTokens) &&
+    isCount(u.reasoningTokens) &&
+    u.cachedTokens + u.cacheWriteTokens <= u.promptTokens &&
+    u.reasoningTokens <= u.completionTokens &&
     u.completionTokens <= outputAllowance(outputCap)
   );
 }
@@ -70,5 +73,7 @@ export function usageObject(u: TokenUsage): Record<string, unknown> {
     completion_tokens: u.completionTokens,
     total_tokens: u.promptTokens + u.completionTokens,
     prompt_tokens_details: { cached_tokens: u.cachedTokens },
+    completion_tokens_details: { reasoning_tokens: u.reasoningTokens },
+    ...(u.cacheWriteTokens > 0 ? { cache_creation_input_tokens: u.cacheWriteTokens } : {}),
   };
 }

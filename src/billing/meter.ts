@@ -7,7 +7,7 @@ import type { Admission } from '../limits/admit.js';
 import type { Subject } from '../limits/types.js';
 import type { ApiKey, Hold } from '../store/types.js';
 
-const NO_USAGE: TokenUsage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
+const NO_USAGE: TokenUsage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0 };
 const FINISHED: Promise<unknown> = Promise.resolve();
 
 /**
@@ -52,6 +52,8 @@ export class Meter {
       promptTokens: u.promptTokens,
       completionTokens: u.completionTokens,
       cachedTokens: u.cachedTokens,
+      cacheWriteTokens: u.cacheWriteTokens,
+      reasoningTokens: u.reasoningTokens,
       cost,
       status,
       errorType,

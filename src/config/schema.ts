@@ -18,14 +18,22 @@ const timeouts = {
   connect_timeout_ms: z.number().int().positive().default(10_000),
 };
 
+/** What every provider reached over HTTP has: where, with which credential, its connection pool and timeouts. */
+const http = {
+  /** A query string here (Azure's `?api-version=…`) goes on every upstream request. */
+  base_url: z.url({ protocol: /^https?$/ }),
+  api_key: z.string().optional(),
+  /** The header that carries `api_key`; `authorization` sends `Bearer <key>`, any other the key alone (Azure: `api-key`). */
+  api_key_header: z.string().regex(/^[A-Za-z0-9-]+$/, 'expected a header name').optional(),
+  headers: z.record(z.string(), z.string()).default({}),
+  max_connections: z.number().int().positive().default(256),
+  ...timeouts,
+};
+
 const openaiProvider = z
   .object({
     type: z.literal('openai'),
-    base_url: z.url({ protocol: /^https?$/ }),
-    api_key: z.string().optional(),
-    headers: z.record(z.string(), z.string()).default({}),
-    max_connections: z.number().int().positive().default(256),
-    ...timeouts,
+    ...http,
   })
   .strict();
 
@@ -56,7 +64,7 @@ const model = z
     created: z.number().int().nonnegative().optional(),
     free: z.boolean().default(false),
     pricing: z
-      .object({ input: price, output: price, cached_input: price.optional() })
+      .object({ input: price, output: price, cached_input: price.optional(), cache_write: price.optional() })
       .strict()
       .optional(),
     context_window: z.number().int().positive().optional(),

@@ -61,7 +61,7 @@ export async function chatCompletions(gw: Gateway, ex: Exchange): Promise<Answer
   const charge = (reported: TokenUsage | null, delivered: () => string): Bill => {
     const b = bill({
       reported,
-      counted: () => ({ promptTokens, completionTokens: countText(delivered()), cachedTokens: 0 }),
+      counted: () => ({ promptTokens, completionTokens: countText(delivered()), cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0 }),
       price: route.price,
       hold: meter.hold?.amount ?? 0n,
       outputCap,

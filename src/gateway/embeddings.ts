@@ -35,7 +35,7 @@ export async function embeddings(gw: Gateway, ex: Exchange): Promise<Answer> {
     meter.upstreamModel = deployment.upstreamModel;
     const b = bill({
       reported: result.usage,
-      counted: () => ({ promptTokens, completionTokens: 0, cachedTokens: 0 }),
+      counted: () => ({ promptTokens, completionTokens: 0, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0 }),
       price: route.price,
       hold: meter.hold?.amount ?? 0n,
       outputCap: 0,

@@ -8,6 +8,10 @@ export interface TokenUsage {
   promptTokens: number;
   completionTokens: number;
   cachedTokens: number;
+  /** Input tokens written to the provider's prompt cache (Anthropic's cache_creation_input_tokens); part of promptTokens. */
+  cacheWriteTokens: number;
+  /** Output tokens spent on reasoning; part of completionTokens. */
+  reasoningTokens: number;
 }
 
 export interface ChatCall {

@@ -13,6 +13,8 @@ export interface Price {
   input: bigint;
   output: bigint;
   cachedInput: bigint;
+  /** Tokens written to the provider's prompt cache. */
+  cacheWrite: bigint;
 }
 
 export interface ModelRoute {
@@ -28,7 +30,7 @@ export interface ModelRoute {
   listing: { id: string; object: 'model'; created: number; owned_by: string };
 }
 
-const FREE: Price = { input: 0n, output: 0n, cachedInput: 0n };
+const FREE: Price = { input: 0n, output: 0n, cachedInput: 0n, cacheWrite: 0n };
 
 /** Per-model routes, built once when the config loads; requests only look them up. */
 export class Catalog {
@@ -49,6 +51,7 @@ export class Catalog {
               input: parseUsd(m.pricing.input)!,
               output: parseUsd(m.pricing.output)!,
               cachedInput: m.pricing.cached_input === undefined ? parseUsd(m.pricing.input)! : parseUsd(m.pricing.cached_input)!,
+              cacheWrite: m.pricing.cache_write === undefined ? parseUsd(m.pricing.input)! : parseUsd(m.pricing.cache_write)!,
             };
       const when = m.created ?? created;
       this.routes.set(id, {

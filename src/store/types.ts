@@ -76,6 +76,8 @@ export interface UsageRecord {
   promptTokens: number;
   completionTokens: number;
   cachedTokens: number;
+  cacheWriteTokens: number;
+  reasoningTokens: number;
   cost: bigint;
   status: number;
   errorType: string | null;

@@ -35,7 +35,7 @@ export class DemoProvider implements Provider {
     if (cap !== null) tokens = tokens.slice(0, cap);
     // `n` choices, each the same deterministic reply; as with OpenAI, usage counts the output of all of them.
     const n = choiceCount(call.body);
-    const usage = { promptTokens: estimatePromptTokens(call.body), completionTokens: tokens.length * n, cachedTokens: 0 };
+    const usage = { promptTokens: estimatePromptTokens(call.body), completionTokens: tokens.length * n, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0 };
     return { tokens, finish, n, usage };
   }
 
@@ -110,7 +110,7 @@ export class DemoProvider implements Provider {
       const vector = pseudoVector(text, dimensions);
       return { object: 'embedding', index, embedding: format === 'base64' ? base64Of(vector) : Array.from(vector) };
     });
-    const usage = { promptTokens, completionTokens: 0, cachedTokens: 0 };
+    const usage = { promptTokens, completionTokens: 0, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0 };
     return {
       body: { object: 'list', data, model: call.upstreamModel, usage: { prompt_tokens: promptTokens, total_tokens: promptTokens } },
       usage,

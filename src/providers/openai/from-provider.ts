@@ -11,7 +11,15 @@ export function fromUsage(u: OpenAIUsage | null | undefined): TokenUsage | null 
   if (u.prompt_tokens === undefined && u.completion_tokens === undefined) return null;
   const details = u.prompt_tokens_details;
   const cached = details !== null && typeof details === 'object' && details.cached_tokens !== undefined ? details.cached_tokens : u.prompt_cache_hit_tokens;
-  return { promptTokens: count(u.prompt_tokens), completionTokens: count(u.completion_tokens), cachedTokens: count(cached) };
+  const reasoning = u.completion_tokens_details?.reasoning_tokens;
+  return {
+    promptTokens: count(u.prompt_tokens),
+    completionTokens: count(u.completion_tokens),
+    cachedTokens: count(cached),
+    // OpenAI-compatible APIs report no prompt-cache writes (OpenAI's caching has no write charge).
+    cacheWriteTokens: 0,
+    reasoningTokens: count(reasoning),
+  };
 }
 
 function count(v: unknown): number {

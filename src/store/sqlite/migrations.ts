@@ -92,4 +92,12 @@ CREATE TABLE leases (
 ALTER TABLE holds ADD COLUMN owner TEXT;
 `,
   },
+  {
+    version: 3,
+    name: 'usage: cache-write and reasoning tokens',
+    sql: `
+ALTER TABLE usage ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
+`,
+  },
 ];
