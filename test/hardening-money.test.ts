@@ -2,9 +2,9 @@
 // whatever usage the upstream claims and however long it streams; a client always sees what it
 // was billed; and a response the client received whole has been billed before its last byte left.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { countTokens } from 'gpt-tokenizer';
@@ -210,6 +210,29 @@ describe('money: a request is never charged more than its hold', () => {
     assert.equal(record!['prompt_tokens'], countTokens('three words here'));
     assert.equal(res.usage.prompt_tokens, record!['prompt_tokens']);
     assert.ok(units(record!['cost']) <= holdOf(countTokens('three words here'), 0));
+  });
+});
+
+describe('money: the settlement journal stays small', () => {
+  test('hundreds of answered requests leave a journal emptied as its settlements commit, and none after close', async () => {
+    const gw = await startTestGateway();
+    const path = gw.database.slice('sqlite:'.length);
+    const journals = () => readdirSync(dirname(path)).filter((n) => n.startsWith(basename(path) + '-settle-') && n.endsWith('.jnl'));
+    try {
+      const { key } = await gw.createKey();
+      for (let i = 0; i < 400; i++) {
+        const r = await gw.http('POST', '/v1/chat/completions', { key, body: { model: 'demo', messages: [{ role: 'user', content: `request ${i}` }] } });
+        assert.equal(r.status, 200);
+      }
+      const files = journals();
+      assert.equal(files.length, 1, 'one journal, this process\'s');
+      const size = statSync(join(dirname(path), files[0]!)).size;
+      assert.ok(size < 128 * 1024, `journal of ${size} bytes after 400 requests of about 600 bytes each`);
+    } finally {
+      await gw.running.close();
+    }
+    assert.deepEqual(journals(), [], 'removed on close: everything in it committed');
+    rmSync(dirname(path), { recursive: true, force: true });
   });
 });
 

@@ -36,7 +36,8 @@ export class Meter {
 
   /**
    * The request ended: charge `cost` (0 for failures that produced nothing) and record it.
-   * Resolves once that is committed; it never rejects (a write that fails is logged).
+   * Resolves once the charge would survive the process dying (journaled or committed), or once
+   * the store has given up waiting and keeps it for later; it never rejects.
    */
   finish(status: number, errorType: string | null, usage: TokenUsage | null, cost: bigint): Promise<unknown> {
     if (this.done) return FINISHED;
@@ -70,10 +71,14 @@ export class Meter {
     const subjects = this.subjects;
     const day = this.quotaDay;
     // Never more than the hold, whatever the caller computed: the hold is the most a request may cost.
-    const settled = store.settle({ hold, cost: cost > hold.amount ? hold.amount : cost, usage: record });
+    let durable!: () => void;
+    const isDurable = new Promise<void>((resolve) => (durable = resolve));
+    const settled = store.settle({ hold, cost: cost > hold.amount ? hold.amount : cost, usage: record, onDurable: durable });
     // The spend quotas follow in the background: the response waits for the ledger, not for Redis.
     if (day !== null && subjects.length > 0) inBackground(this.gw, settled.then((charged) => limiter.settleSpend(subjects, hold.amount, charged, day), () => undefined));
-    return inBackground(this.gw, settled);
+    // A settlement the store could not journal is durable once committed (or, failing that, kept and retried: the response goes on).
+    inBackground(this.gw, settled).then(durable, durable);
+    return isDurable;
   }
 
   /** The request was refused or failed with `err` before producing anything: cost 0. */

@@ -6,7 +6,7 @@ import { Meter } from '../billing/meter.js';
 import type { ChatCall, JsonObject, TokenUsage } from '../providers/types.js';
 import type { Deployment, ModelRoute } from '../routing/catalog.js';
 import { withFailover } from '../routing/failover.js';
-import { DURABLE_WAIT_MS, within, type Answer, type Exchange, type Gateway } from './gateway.js';
+import type { Answer, Exchange, Gateway } from './gateway.js';
 import { billedUsage, presentResult } from './present.js';
 import { refusedHeaders } from './rate-headers.js';
 import { relayStream } from './relay-stream.js';
@@ -81,7 +81,7 @@ export async function chatCompletions(gw: Gateway, ex: Exchange): Promise<Answer
       const b = charge(result.usage, () => outputOf(result.body));
       presentResult(result.body, meter.model, b);
       // The answer leaves once its settlement is committed: a client that got it has been billed.
-      await within(meter.finish(200, null, b.usage, b.cost), DURABLE_WAIT_MS);
+      await meter.finish(200, null, b.usage, b.cost);
       return { status: 200, body: JSON.stringify(result.body) };
     }
     const stream = await forward((c, d) => d.provider.chatStream(c));

@@ -6,7 +6,7 @@ import { Meter } from '../billing/meter.js';
 import { badRequest } from '../errors.js';
 import { refusedHeaders } from './rate-headers.js';
 import { withFailover } from '../routing/failover.js';
-import { DURABLE_WAIT_MS, within, type Answer, type Exchange, type Gateway } from './gateway.js';
+import type { Answer, Exchange, Gateway } from './gateway.js';
 import { presentRaw, presentResult } from './present.js';
 import { reserve } from './reserve.js';
 import { resolveModel } from './resolve-model.js';
@@ -42,7 +42,7 @@ export async function embeddings(gw: Gateway, ex: Exchange): Promise<Answer> {
     });
     if (b.distrusted) gw.log.warn({ traceId: ex.traceId, reported: result.usage }, 'upstream usage is not believable: billed the input counted');
     // The answer leaves once its settlement is committed: a client that got it has been billed.
-    await within(meter.finish(200, null, b.usage, b.cost), DURABLE_WAIT_MS);
+    await meter.finish(200, null, b.usage, b.cost);
     if ('raw' in result) return { status: 200, body: presentRaw(result.raw, meter.model, b) };
     presentResult(result.body, meter.model, b);
     return { status: 200, body: JSON.stringify(result.body) };

@@ -50,21 +50,6 @@ export function inBackground(gw: Gateway, work: Promise<unknown>): Promise<unkno
   return p;
 }
 
-/** How long a response waits for its settlement to be on disk before it goes out anyway (a disk that stopped answering). */
-export const DURABLE_WAIT_MS = 5000;
-
-/** Waits for `p`, but not longer than `ms`; the work behind it goes on (a settlement retried until the disk answers). */
-export function within(p: Promise<unknown>, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    const done = (): void => {
-      clearTimeout(t);
-      resolve();
-    };
-    p.then(done, done);
-  });
-}
-
 /** A write the store keeps for later (store_unavailable) is the store's to report, once for all of them. */
 function logFailure(gw: Gateway, e: unknown): void {
   if (!isGatewayError(e) || e.code !== 'store_unavailable') gw.log.error({ err: e }, 'background write failed');

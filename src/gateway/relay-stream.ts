@@ -5,7 +5,6 @@ import { GatewayError } from '../errors.js';
 import type { ChatStream, JsonObject, TokenUsage } from '../providers/types.js';
 import { toGatewayError, UpstreamError } from '../providers/upstream-error.js';
 import { errorBody } from '../server/render-error.js';
-import { DURABLE_WAIT_MS, within } from './gateway.js';
 
 export interface RelayOptions {
   traceId: string;
@@ -19,7 +18,7 @@ export interface RelayOptions {
   outputLimit: number;
   /**
    * Bills the request from what the stream delivered. Called once, before the last bytes: they
-   * leave only once `durable` has settled, so a client that read the stream to its end has been
+   * leave only once `durable` has resolved, so a client that read the stream to its end has been
    * billed even if the process dies the next moment. `usage` is what the client is shown.
    */
   settle: (o: StreamOutcome) => { usage: JsonObject; durable: Promise<unknown> };
@@ -122,7 +121,7 @@ export async function relayStream(stream: ChatStream, res: ServerResponse, o: Re
     if (o.includeUsage) tail += `data: ${JSON.stringify(usageChunk(seen, o.model, billed.usage))}\n\n`;
     tail += 'data: [DONE]\n\n';
   }
-  await within(billed.durable, DURABLE_WAIT_MS);
+  await billed.durable;
   res.end(tail);
   return out;
 }

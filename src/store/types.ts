@@ -109,6 +109,12 @@ export interface Settlement {
   /** What the request cost; the store charges at most what the account can pay without touching other holds. */
   cost: bigint;
   usage: UsageRecord;
+  /**
+   * Called once the settlement would survive the process dying: at once when the store journals
+   * it, else when it commits. A response's last bytes wait for it (SPEC §4: what a client
+   * received whole is billed).
+   */
+  onDurable?: () => void;
 }
 
 export interface CreditInput {

@@ -30,6 +30,7 @@ import { startCheckpointer } from './checkpointer.js';
 import { classify, DatabaseFileGone, storeUnavailable } from './faults.js';
 import { fileIdentity, prepareDatabaseFile, restrictDatabaseFiles } from './files.js';
 import { GroupCommit } from './group-commit.js';
+import { journalFile, journalsOf, readJournal, removeQuietly, SettlementJournal } from './journal.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { HOST, ownerGone, type LeaseRow } from './owner.js';
 
@@ -151,6 +152,10 @@ export class SqliteStore implements Store {
   /** What was at the path when that was last reported. */
   private seen: string | null = null;
   private readonly ticker: NodeJS.Timeout | null;
+  /** Settlements made durable before they commit (journal.ts); null in memory. */
+  private readonly journal: SettlementJournal | null;
+  /** Journals of gone owners replayed by the transaction in progress: removed once it commits. */
+  private replayed: string[] = [];
 
   constructor(
     private readonly path: string,
@@ -170,6 +175,7 @@ export class SqliteStore implements Store {
     this.applied = this.runMigrations();
     this.db.exec('PRAGMA busy_timeout = 5');
     this.identity = file ? fileIdentity(path) : null;
+    this.journal = file ? new SettlementJournal(journalFile(path, this.owner)) : null;
     if (file) restrictDatabaseFiles(path);
     this.s = this.prepare();
     this.creditTx = this.db.transaction((input: CreditInput): CreditOutcome => {
@@ -273,6 +279,7 @@ export class SqliteStore implements Store {
       insertHold: db.prepare('INSERT INTO holds (id, account_id, key_id, model, amount, stream, created_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
       deleteHold: db.prepare('DELETE FROM holds WHERE id = ?'),
       holdsOf: db.prepare('SELECT * FROM holds WHERE owner = ?'),
+      holdById: db.prepare('SELECT * FROM holds WHERE id = ?'),
       // Holds whose owner left no lease: it closed, or placed them before owners existed.
       orphanHolds: db.prepare('SELECT * FROM holds WHERE (owner IS NULL OR owner NOT IN (SELECT owner FROM leases)) AND owner IS NOT ?'),
       leases: db.prepare('SELECT owner, host, pid, expires_at FROM leases WHERE owner != ?'),
@@ -313,6 +320,8 @@ export class SqliteStore implements Store {
         'settlements and usage records could not be written before exit; their holds stay in the database and are released as interrupted by the next start or another process',
       );
     }
+    // Everything journaled has committed (or is left, with its file, for the next recovery).
+    if (this.journal !== null && !this.journal.close()) this.log.error({}, 'the settlement journal is kept for the next start: some settlements did not commit');
     // Without its lease, what this instance still holds is released by the next recovery anywhere.
     if (this.leased && this.gone === null) this.tryWrite(() => this.s.deleteLease.run(this.owner));
     if (this.checkpointer !== null) {
@@ -369,6 +378,7 @@ export class SqliteStore implements Store {
 
   private readonly tick = (): void => {
     this.watchFile();
+    this.journal?.maintain((id) => this.s.holdById.get(id) !== undefined);
     const now = Date.now();
     if (this.gone !== null || now < this.sweepAt) return;
     let released = 0;
@@ -381,6 +391,7 @@ export class SqliteStore implements Store {
         .immediate();
     });
     this.sweepAt = done ? now + Math.floor(this.leaseMs / 3) : 0;
+    this.removeReplayed(done);
     if (released > 0) this.log.warn({ holds: released }, 'released holds of a process that stopped mid-request (it exited, or its lease ran out)');
   };
 
@@ -535,7 +546,10 @@ export class SqliteStore implements Store {
   }
 
   settle(st: Settlement): Promise<bigint> {
-    return this.group.run(() => {
+    // Journaled, the settlement survives the process from here on: the response need not wait for its commit.
+    const journaled = this.journal !== null && this.gone === null && this.journal.append(st);
+    if (journaled) st.onDurable?.();
+    const committed = this.group.run(() => {
       const held = this.s.deleteHold.run(st.hold.id).changes > 0;
       const charged = this.charge(st.hold.id, st.hold.accountId, held ? st.hold.amount : 0n, st.cost);
       const params = usageParams({ ...st.usage, cost: charged });
@@ -543,6 +557,8 @@ export class SqliteStore implements Store {
       if (held || this.s.replaceInterrupted.run(...params, st.hold.createdAt, st.hold.id).changes === 0) this.s.insertUsage.run(...params);
       return charged;
     }, true);
+    if (journaled) committed.then(() => this.journal!.committed(st.hold.id), () => undefined);
+    return committed;
   }
 
   /** Inside a transaction: releases `release` of the account's held amount and debits at most what the account can pay without touching other holds. */
@@ -564,7 +580,14 @@ export class SqliteStore implements Store {
 
   async recoverHolds(): Promise<number> {
     this.group.flush();
-    const released = await this.write(() => this.db.transaction(() => this.releaseGone(Date.now())).immediate());
+    let released: number;
+    try {
+      released = await this.write(() => this.db.transaction(() => this.releaseGone(Date.now())).immediate());
+    } catch (e) {
+      this.removeReplayed(false);
+      throw e;
+    }
+    this.removeReplayed(true);
     this.sweepAt = Date.now() + Math.floor(this.leaseMs / 3);
     return released;
   }
@@ -572,14 +595,41 @@ export class SqliteStore implements Store {
   /** Inside a transaction: releases the holds of owners that are gone, each recorded as interrupted. */
   private releaseGone(now: number): number {
     let released = 0;
+    const leases = new Map<string, LeaseRow>();
     for (const r of this.s.leases.all(this.owner) as Row[]) {
-      const lease: LeaseRow = { owner: r['owner'] as string, host: r['host'] as string, pid: num(r['pid']), expiresAt: num(r['expires_at']) };
+      leases.set(r['owner'] as string, { owner: r['owner'] as string, host: r['host'] as string, pid: num(r['pid']), expiresAt: num(r['expires_at']) });
+    }
+    // First what gone owners had settled but not committed: those requests were answered and are billed.
+    if (this.journal !== null) {
+      for (const j of journalsOf(this.path)) {
+        if (j.owner === this.owner) continue;
+        const lease = leases.get(j.owner);
+        if (lease !== undefined && !ownerGone(lease, now)) continue;
+        for (const line of readJournal(j.file)) this.replay(line);
+        this.replayed.push(j.file);
+      }
+    }
+    for (const lease of leases.values()) {
       if (!ownerGone(lease, now)) continue;
       for (const h of this.s.holdsOf.all(lease.owner) as Row[]) released += this.interrupt(h, now);
       this.s.deleteLease.run(lease.owner);
     }
     for (const h of this.s.orphanHolds.all(this.owner) as Row[]) released += this.interrupt(h, now);
     return released;
+  }
+
+  /** A journaled settlement whose hold is still there: settled as the line says. */
+  private replay(line: { hold: { id: string; accountId: string }; cost: bigint; usage: UsageRecord }): void {
+    const h = this.s.holdById.get(line.hold.id) as Row | undefined;
+    if (h === undefined || this.s.deleteHold.run(line.hold.id).changes === 0) return;
+    const charged = this.charge(line.hold.id, h['account_id'] as string, big(h['amount']), line.cost);
+    this.s.insertUsage.run(...usageParams({ ...line.usage, cost: charged }));
+  }
+
+  /** Removes the journals the last recovery replayed, once it has committed (else they stay for the next). */
+  private removeReplayed(committed: boolean): void {
+    if (committed) for (const f of this.replayed) removeQuietly(f);
+    this.replayed = [];
   }
 
   private interrupt(h: Row, now: number): number {
