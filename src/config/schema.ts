@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseUsd } from '../billing/money.js';
+import { httpFields } from '../providers/http/config.js';
 
 // The config file's shape. Defaults live here so that a missing file, an empty file and a
 // partial file all mean the same thing. Durations are milliseconds; sizes are bytes.
@@ -8,32 +9,10 @@ const price = z.custom<number | string>((v) => (typeof v === 'number' || typeof 
   message: 'expected a number (USD per 1M tokens, at least 0, at most 9 decimal places)',
 });
 
-const timeouts = {
-  /** Non-streamed: the whole response. */
-  timeout_ms: z.number().int().positive().default(600_000),
-  /** Streamed: until the upstream's response headers and first event. */
-  first_byte_timeout_ms: z.number().int().positive().default(120_000),
-  /** Streamed: the longest silence between two chunks. */
-  idle_timeout_ms: z.number().int().positive().default(60_000),
-  connect_timeout_ms: z.number().int().positive().default(10_000),
-};
-
-/** What every provider reached over HTTP has: where, with which credential, its connection pool and timeouts. */
-const http = {
-  /** A query string here (Azure's `?api-version=…`) goes on every upstream request. */
-  base_url: z.url({ protocol: /^https?$/ }),
-  api_key: z.string().optional(),
-  /** The header that carries `api_key`; `authorization` sends `Bearer <key>`, any other the key alone (Azure: `api-key`). */
-  api_key_header: z.string().regex(/^[A-Za-z0-9-]+$/, 'expected a header name').optional(),
-  headers: z.record(z.string(), z.string()).default({}),
-  max_connections: z.number().int().positive().default(256),
-  ...timeouts,
-};
-
 const openaiProvider = z
   .object({
     type: z.literal('openai'),
-    ...http,
+    ...httpFields,
   })
   .strict();
 

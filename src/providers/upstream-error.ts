@@ -37,8 +37,9 @@ export class UpstreamError extends Error {
     return this.failure === 'status' && (this.status === 400 || this.status === 413 || this.status === 422);
   }
 
+  /** Busy rather than broken: 429, and Anthropic's 529 `overloaded_error`. */
   get isSaturated(): boolean {
-    return this.failure === 'status' && this.status === 429;
+    return this.failure === 'status' && (this.status === 429 || this.status === 529);
   }
 }
 

@@ -84,7 +84,16 @@ export interface ChatRequest {
   includeUsage: boolean;
   /** Parameters the gateway does not translate: passed through unchanged to providers that take them. */
   extra: JsonObject;
+  /**
+   * The client's body as it arrived, and the protocol it speaks. A provider whose wire format is
+   * that protocol sends it on unchanged but for the model, the output cap and the stream options,
+   * so that nothing the typed form does not model is lost (content parts, provider extensions).
+   */
+  source?: { protocol: ClientProtocol; body: JsonObject };
 }
+
+/** The client protocols the gateway serves. */
+export type ClientProtocol = 'openai-chat' | 'anthropic-messages' | 'openai-responses';
 
 export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter';
 
@@ -110,6 +119,10 @@ export interface ChatChoice {
   toolCalls?: ToolCall[];
   refusal?: string;
   finishReason: FinishReason;
+  /** OpenAI's log probabilities, passed through as the provider sent them. */
+  logprobs?: unknown;
+  /** Message fields the typed form does not model (OpenAI `annotations`, `audio`), for clients of the provider's own protocol. */
+  extra?: JsonObject;
 }
 
 export interface ChatResponse {
@@ -120,6 +133,8 @@ export interface ChatResponse {
   choices: ChatChoice[];
   /** Null when the provider reported none (the gateway counts what was delivered). */
   usage: Usage | null;
+  /** Top-level fields the typed form does not model (OpenAI `system_fingerprint`, `service_tier`). */
+  extra?: JsonObject;
 }
 
 /**
@@ -127,12 +142,17 @@ export interface ChatResponse {
  * start (OpenAI's `index`), whatever the provider's own block numbering.
  */
 export type StreamEvent =
-  | { type: 'start'; id: string; created: number }
-  | { type: 'text'; choice: number; text: string }
+  /** At most once, first. `extra`: top-level fields of the provider's own protocol (OpenAI `system_fingerprint`). */
+  | { type: 'start'; id: string; created: number; extra?: JsonObject }
+  | { type: 'text'; choice: number; text: string; logprobs?: unknown }
+  | { type: 'refusal'; choice: number; text: string }
   | { type: 'reasoning'; choice: number; text: string }
   /** The signature that closes a reasoning block (Anthropic's `signature_delta`). */
   | { type: 'reasoning_signature'; choice: number; signature: string }
+  /** Anthropic's redacted thinking, whole. */
+  | { type: 'reasoning_redacted'; choice: number; data: string }
   | { type: 'tool_call_start'; choice: number; index: number; id: string; name: string }
   | { type: 'tool_call_delta'; choice: number; index: number; arguments: string }
   | { type: 'finish'; choice: number; reason: FinishReason }
+  /** The provider's usage, numbers as reported (billing decides whether to believe them); may come more than once, the last counts. */
   | { type: 'usage'; usage: Usage };

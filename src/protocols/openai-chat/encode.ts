@@ -60,7 +60,10 @@ export class ChunkEncoder {
         return this.chunk(ev.choice, { content: ev.text });
       case 'reasoning':
         return this.chunk(ev.choice, { reasoning_content: ev.text });
+      case 'refusal':
+        return this.chunk(ev.choice, { refusal: ev.text });
       case 'reasoning_signature':
+      case 'reasoning_redacted':
         return null;
       case 'tool_call_start':
         return this.chunk(ev.choice, { tool_calls: [{ index: ev.index, id: ev.id, type: 'function', function: { name: ev.name, arguments: '' } }] });
