@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
 import { ConfigError, loadConfig, parseConfigText } from '../src/config/load.js';
+import type { OpenAIProviderConfig } from '../src/providers/openai/config.js';
 import { freePort } from './helpers/process.js';
 
 // SPEC §1: the config file, its interpolation and environment overrides, the errors an operator
@@ -74,7 +75,7 @@ models:
       { ZHIPU_API_KEY: 'zk-secret' },
     );
     assert.equal(c.providers['zhipu']?.type, 'openai');
-    assert.equal(c.providers['zhipu']?.type === 'openai' && c.providers['zhipu'].api_key, 'zk-secret');
+    assert.equal((c.providers['zhipu'] as OpenAIProviderConfig).api_key, 'zk-secret');
     assert.equal(c.models['glm-5.1']?.deployments.length, 2);
     assert.equal(c.models['glm-5.1']?.max_output_tokens, 32768);
   });
@@ -107,8 +108,8 @@ ${DEMO_PROVIDER}`;
         MODEL('m', 'pricing: { input: ${IN:-0.5}, output: ${OUT} }\ndeployments: [{ provider: up, model: m }]'),
       { UP_HOST: 'llm.example.com', UP_KEY: 'k-1', OUT: '2.25' },
     );
-    const up = c.providers['up'];
-    assert.ok(up?.type === 'openai');
+    const up = c.providers['up'] as OpenAIProviderConfig;
+    assert.equal(up.type, 'openai');
     assert.equal(up.base_url, 'https://llm.example.com/v1');
     assert.equal(up.api_key, 'k-1');
     assert.equal(c.models['m']?.pricing?.input, 0.5);

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ERROR_REGISTRY, GatewayError, type ErrorCode } from '../src/errors.js';
-import { errorBody, renderError } from '../src/server/render-error.js';
+import { errorBody, renderError } from '../src/protocols/openai-chat/render-error.js';
 
 const codes = Object.keys(ERROR_REGISTRY) as ErrorCode[];
 const TRACE = 'req_0123456789abcdef01234567';

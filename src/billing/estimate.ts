@@ -1,4 +1,5 @@
 import { countTokens } from 'gpt-tokenizer';
+import type { ChatRequest, ContentPart } from '../types/chat.js';
 
 // Prompt token estimates for holds and for the demo provider's usage. OpenAI's own accounting:
 // each message costs its content plus about four tokens of framing, and the reply is primed with
@@ -81,20 +82,39 @@ function contentTokens(content: unknown): number {
   return n;
 }
 
-/** The text of the last user message, for the demo provider. */
-export function lastUserText(body: Record<string, unknown>): string {
-  const messages = body['messages'];
-  if (!Array.isArray(messages)) return '';
-  for (let i = messages.length - 1; i >= 0; i--) {
-    const m = messages[i] as Record<string, unknown> | null;
-    if (m === null || typeof m !== 'object' || m['role'] !== 'user') continue;
-    const c = m['content'];
-    if (typeof c === 'string') return c;
-    if (Array.isArray(c)) {
-      return (c as unknown[])
-        .map((p) => (p !== null && typeof p === 'object' && typeof (p as Record<string, unknown>)['text'] === 'string' ? (p as Record<string, string>)['text'] : ''))
-        .join(' ');
+/**
+ * The same estimate over the typed form, for requests that did not arrive as OpenAI chat
+ * completions (and the demo provider's usage): for text messages it gives the same count.
+ */
+export function estimateChatTokens(req: ChatRequest): number {
+  let total = REPLY_PRIMER;
+  for (const m of req.messages) {
+    total += PER_MESSAGE;
+    if (m.content !== null) total += typeof m.content === 'string' ? countText(m.content) : partTokens(m.content);
+    if ((m.role === 'user' || m.role === 'assistant') && m.name !== undefined) total += countText(m.name);
+    if (m.role === 'assistant') {
+      for (const t of m.toolCalls ?? []) total += countText(t.name) + countText(t.arguments) + PER_MESSAGE;
+      for (const r of m.reasoning ?? []) total += countText(r.text);
     }
+  }
+  if (req.tools !== undefined) total += countText(JSON.stringify(req.tools));
+  if (req.responseFormat?.type === 'json_schema') total += countText(JSON.stringify(req.responseFormat.schema));
+  return total;
+}
+
+function partTokens(parts: ContentPart[]): number {
+  let n = 0;
+  for (const p of parts) n += p.type === 'text' ? countText(p.text) : IMAGE_TOKENS;
+  return n;
+}
+
+/** The text of the last user message, for the demo provider. */
+export function lastUserText(req: ChatRequest): string {
+  for (let i = req.messages.length - 1; i >= 0; i--) {
+    const m = req.messages[i]!;
+    if (m.role !== 'user') continue;
+    if (typeof m.content === 'string') return m.content;
+    return m.content.map((p) => (p.type === 'text' ? p.text : '')).join(' ');
   }
   return '';
 }

@@ -1,5 +1,5 @@
 import { loadConfig } from '../config/load.js';
-import { startGateway } from '../server/start.js';
+import { startGateway } from '../compose/start.js';
 import { describeDatabase } from '../store/open.js';
 
 export async function serve(configPath: string | undefined, opts: { host?: string; port?: string }): Promise<void> {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { parseUsd } from '../billing/money.js';
-import { httpFields } from '../providers/http/config.js';
+import { providerConfigSchema } from '../providers/registry.js';
 
 // The config file's shape. Defaults live here so that a missing file, an empty file and a
 // partial file all mean the same thing. Durations are milliseconds; sizes are bytes.
@@ -8,25 +8,6 @@ import { httpFields } from '../providers/http/config.js';
 const price = z.custom<number | string>((v) => (typeof v === 'number' || typeof v === 'string') && parseUsd(v) !== null, {
   message: 'expected a number (USD per 1M tokens, at least 0, at most 9 decimal places)',
 });
-
-const openaiProvider = z
-  .object({
-    type: z.literal('openai'),
-    ...httpFields,
-  })
-  .strict();
-
-const demoProvider = z
-  .object({
-    type: z.literal('demo'),
-    /** Delay before the first token. */
-    latency_ms: z.number().int().nonnegative().default(0),
-    /** 0 means as fast as possible. */
-    tokens_per_second: z.number().nonnegative().default(0),
-  })
-  .strict();
-
-const provider = z.discriminatedUnion('type', [openaiProvider, demoProvider]);
 
 const deployment = z
   .object({
@@ -98,16 +79,13 @@ export const configSchema = z
     redis: z.string().optional(),
     admin_key: z.string().min(16).optional(),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    providers: z.record(z.string(), provider).default({}),
+    providers: z.record(z.string(), providerConfigSchema).default({}),
     models: z.record(z.string(), model).default({}),
   })
   .strict();
 
 export type RawConfig = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;
-export type ProviderConfig = z.output<typeof provider>;
-export type OpenAIProviderConfig = z.output<typeof openaiProvider>;
-export type DemoProviderConfig = z.output<typeof demoProvider>;
 export type ModelConfig = z.output<typeof model>;
 
 /** What `npm start` serves with no config file: the built-in demo provider and one priced model. */

@@ -1,33 +1,35 @@
 import { placeHold, reserveQuota } from '../billing/hold.js';
-import type { Meter } from '../billing/meter.js';
-import { admit, subjectsOf } from '../limits/admit.js';
+import { admit as admitLimits, subjectsOf } from '../limits/admit.js';
 import type { ModelRoute } from '../routing/catalog.js';
-import type { ApiKey } from '../store/types.js';
-import type { Exchange, Gateway } from './gateway.js';
+import type { RequestContext } from './context.js';
+import type { Estimate } from './endpoint.js';
+import type { Gateway } from './gateway.js';
+
+// Steps admit and hold of the pipeline. Each result goes on the context as soon as it exists,
+// so that a failure at any later point gives back exactly what was taken.
+
+/** Admit: rpm, tpm and concurrency of the key and its account; the rate-limit headers go on the exchange. */
+export async function admit<P>(gw: Gateway, ctx: RequestContext<P>, e: Estimate): Promise<void> {
+  ctx.subjects = subjectsOf(ctx.key, await gw.keys.accountLimits(ctx.key.accountId));
+  const requested = e.maxOutput === null ? 0 : e.maxOutput * e.choices;
+  ctx.admission = await admitLimits(gw.limiter, ctx.subjects, e.promptTokens + requested, ctx.ex.traceId, ctx.ex.headers);
+}
 
 /**
- * Steps 4 and 5 of the request path: admit (rpm, tpm and concurrency of the key and its
- * account), hold the most the request can cost from the balance, then reserve that against the
- * daily spend quotas. Each result goes on the meter as soon as it exists, so a failure at any
- * later point gives back exactly what was taken. Returns the output cap for the upstream when the
- * client set none.
+ * Hold: the most the request can cost, from the balance, then reserved against the daily spend
+ * quotas. Sets the output cap the hold covers and the cap per choice sent upstream: the
+ * client's, or what the balance affords divided among the choices.
  */
-export async function reserve(
-  gw: Gateway,
-  ex: Exchange,
-  key: ApiKey,
-  meter: Meter,
-  route: ModelRoute,
-  r: { promptTokens: number; requested: number | null },
-): Promise<number | null> {
-  meter.subjects = subjectsOf(key, await gw.keys.accountLimits(key.accountId));
-  meter.admission = await admit(gw.limiter, meter.subjects, r.promptTokens + (r.requested ?? 0), ex.traceId, ex.headers);
+export async function hold<P>(gw: Gateway, ctx: RequestContext<P>, route: ModelRoute, e: Estimate): Promise<void> {
+  const requested = e.maxOutput === null ? null : e.maxOutput * e.choices;
+  const key = ctx.key;
   const placed = await placeHold(gw.store, route, {
-    id: ex.traceId, accountId: key.accountId, keyId: key.id, stream: meter.stream, promptTokens: r.promptTokens, requested: r.requested,
+    id: ctx.ex.traceId, accountId: key.accountId, keyId: key.id, stream: ctx.stream, promptTokens: e.promptTokens, requested,
   });
-  meter.hold = placed.hold;
-  if (meter.subjects.length > 0) {
-    meter.quotaDay = await reserveQuota(gw.store, gw.limiter, meter.subjects, key.accountId, key.id, placed.hold.amount);
+  ctx.hold = placed.hold;
+  if (ctx.subjects.length > 0) {
+    ctx.quotaDay = await reserveQuota(gw.store, gw.limiter, ctx.subjects, key.accountId, key.id, placed.hold.amount);
   }
-  return placed.maxTokens;
+  ctx.outputCap = requested ?? placed.maxTokens ?? route.maxOutputTokens;
+  ctx.maxTokens = e.maxOutput ?? (placed.maxTokens === null ? null : Math.max(1, Math.floor(placed.maxTokens / e.choices)));
 }

@@ -1,6 +1,6 @@
 import { parseUsd } from '../billing/money.js';
 import type { Config } from '../config/schema.js';
-import type { Provider } from '../providers/types.js';
+import type { Provider } from '../providers/contract.js';
 
 export interface Deployment {
   provider: Provider;

@@ -8,7 +8,7 @@ import { GatewayError, isGatewayError } from '../errors.js';
 import { methodNotAllowed } from './method-not-allowed.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { registerAdminRoutes } from './admin-routes.js';
-import { renderError } from './render-error.js';
+import { renderError } from '../protocols/openai-chat/render-error.js';
 import { registerV1Routes } from './v1-routes.js';
 
 export interface AppOptions {

@@ -6,16 +6,18 @@ import { utcDay } from '../limits/types.js';
 import { authorize, mayUse } from '../auth/authorize.js';
 import { presentLimits } from '../admin/present.js';
 import { formatUsd } from '../billing/money.js';
-import { GatewayError, isGatewayError } from '../errors.js';
-import { chatCompletions } from '../gateway/chat.js';
-import { embeddings } from '../gateway/embeddings.js';
-import type { Answer, Exchange, Gateway } from '../gateway/gateway.js';
+import { GatewayError } from '../errors.js';
+import type { Exchange } from '../gateway/context.js';
+import type { Endpoint } from '../gateway/endpoint.js';
+import type { Gateway } from '../gateway/gateway.js';
+import { handle } from '../gateway/pipeline.js';
+import { openAIChat } from '../protocols/openai-chat/endpoint.js';
+import { openAIEmbeddings } from '../protocols/openai-embeddings/endpoint.js';
+import { writeBody, writeFrames } from './write-reply.js';
 import { resolveModel } from '../gateway/resolve-model.js';
 import type { JudgeAuthFailure } from '../auth/failures.js';
 import { methodNotAllowed } from './method-not-allowed.js';
-import { renderError } from './render-error.js';
-
-const JSON_TYPE = 'application/json; charset=utf-8';
+import { renderError } from '../protocols/openai-chat/render-error.js';
 
 export function registerV1Routes(app: FastifyInstance, gw: Gateway, opts: { maxConcurrent: number; judge: JudgeAuthFailure }): void {
   app.register(async (scope) => {
@@ -38,8 +40,11 @@ export function registerV1Routes(app: FastifyInstance, gw: Gateway, opts: { maxC
 }
 
 function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFailure): void {
-  /** The request path writes its own responses (streams go out chunk by chunk), so these routes bypass fastify's reply. */
-  const raw = (run: (gw: Gateway, ex: Exchange) => Promise<Answer>) => async (req: FastifyRequest, reply: FastifyReply) => {
+  /**
+   * The pipeline's routes write their own responses (streams go out frame by frame), so they
+   * bypass fastify's reply. This is all the HTTP layer does for them: an exchange in, a reply out.
+   */
+  const serve = <P>(ep: Endpoint<P>) => async (req: FastifyRequest, reply: FastifyReply) => {
     reply.hijack();
     const res = reply.raw;
     const ac = new AbortController();
@@ -49,35 +54,21 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
     const ex: Exchange = {
       traceId: req.id,
       started: performance.now(),
-      authorization: req.headers.authorization,
+      requestHeaders: req.headers,
       rawBody: typeof req.body === 'string' ? req.body : undefined,
       signal: ac.signal,
       abort: () => ac.abort(),
-      res,
       headers: {},
+      judge: (err) => judge(err, req),
     };
-    try {
-      const answer = await run(gw, ex);
-      if (answer !== null && !res.headersSent) {
-        res.writeHead(answer.status, { ...ex.headers, 'content-type': JSON_TYPE, 'x-request-id': ex.traceId });
-        if (typeof answer.body === 'string') res.end(answer.body);
-        else {
-          for (const piece of answer.body) res.write(piece);
-          res.end();
-        }
-      }
-    } catch (e) {
-      if (!isGatewayError(e)) gw.log.error({ err: e, traceId: ex.traceId }, 'request failed');
-      if (res.headersSent || res.destroyed) return;
-      const r = renderError(judge(isGatewayError(e) ? e : new GatewayError('internal'), req), ex.traceId);
-      res.writeHead(r.status, { ...ex.headers, ...r.headers });
-      res.end(r.body);
-    }
+    const out = await handle(gw, ep, ex);
+    if ('frames' in out) await writeFrames(res, out.status, out.headers, out.frames);
+    else writeBody(res, out.status, out.headers, out.body, out.release);
   };
 
-  app.post('/v1/chat/completions', raw(chatCompletions));
+  app.post('/v1/chat/completions', serve(openAIChat));
   methodNotAllowed(app, '/v1/chat/completions', ['POST']);
-  app.post('/v1/embeddings', raw(embeddings));
+  app.post('/v1/embeddings', serve(openAIEmbeddings));
   methodNotAllowed(app, '/v1/embeddings', ['POST']);
 
   /** Authenticates, and gives the response the key's rate-limit headers (SPEC §2: every response). */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { configSchema, type RawConfig } from '../../src/config/schema.js';
-import { startGateway, type RunningGateway } from '../../src/server/start.js';
+import { startGateway, type RunningGateway } from '../../src/compose/start.js';
 
 export const ADMIN_KEY = 'sk-admin-test-0123456789abcdefghij';
 

@@ -1,10 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decode, encode } from 'gpt-tokenizer';
-import { estimatePromptTokens, lastUserText } from '../../billing/estimate.js';
-import type { DemoProviderConfig } from '../../config/schema.js';
+import { estimateChatTokens, estimatePromptTokens, lastUserText } from '../../billing/estimate.js';
 import { newId } from '../../store/ids.js';
-import type { ChatCall, ChatResult, ChatStream, EmbeddingsCall, JsonObject, Provider, TokenUsage } from '../types.js';
+import type { ChatResponse, JsonObject, StreamEvent, Usage } from '../../types/chat.js';
+import type { ChatCall, ChatStream, EmbeddingsCall, EmbeddingsResult, Provider, ProviderDescriptor } from '../contract.js';
 import { UpstreamError } from '../upstream-error.js';
+import { demoSchema, type DemoProviderConfig } from './config.js';
 
 /** Without a cap the demo answers in at most this many tokens. */
 const DEFAULT_REPLY_TOKENS = 64;
@@ -26,65 +27,54 @@ export class DemoProvider implements Provider {
     private readonly cfg: DemoProviderConfig,
   ) {}
 
-  private reply(call: ChatCall): { tokens: number[]; finish: 'stop' | 'length'; n: number; usage: TokenUsage } {
-    const said = lastUserText(call.body).replace(/\s+/g, ' ').trim().slice(0, 200);
+  private reply(call: ChatCall): { tokens: number[]; finish: 'stop' | 'length'; n: number; usage: Usage } {
+    const said = lastUserText(call.request).replace(/\s+/g, ' ').trim().slice(0, 200);
     const text = said === '' ? 'Hello! This is the Token360 demo model.' : `Hello! This is the Token360 demo model. You said: "${said}"`;
     let tokens = encode(text).slice(0, DEFAULT_REPLY_TOKENS);
     const cap = requestedCap(call);
     const finish = cap !== null && tokens.length > cap ? 'length' : 'stop';
     if (cap !== null) tokens = tokens.slice(0, cap);
     // `n` choices, each the same deterministic reply; as with OpenAI, usage counts the output of all of them.
-    const n = choiceCount(call.body);
-    const usage = { promptTokens: estimatePromptTokens(call.body), completionTokens: tokens.length * n, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0 };
+    const n = Number.isInteger(call.request.n) && call.request.n > 1 ? call.request.n : 1;
+    // A client that spoke OpenAI is counted as the hold counted it, so that the demo's usage matches the estimate.
+    const source = call.request.source;
+    const prompt = source?.protocol === 'openai-chat' ? estimatePromptTokens(source.body) : estimateChatTokens(call.request);
+    const usage = { promptTokens: prompt, completionTokens: tokens.length * n, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0 };
     return { tokens, finish, n, usage };
   }
 
-  async chat(call: ChatCall): Promise<ChatResult> {
+  async chat(call: ChatCall): Promise<ChatResponse> {
     const { tokens, finish, n, usage } = this.reply(call);
     await this.wait(this.cfg.latency_ms + this.paceMs(tokens.length), call.signal);
     const content = decode(tokens);
-    const body: JsonObject = {
+    return {
       id: `chatcmpl-${newId('demo')}`,
-      object: 'chat.completion',
       created: Math.floor(Date.now() / 1000),
-      model: call.upstreamModel,
-      choices: Array.from({ length: n }, (_, index) => ({
-        index, message: { role: 'assistant', content, refusal: null }, logprobs: null, finish_reason: finish,
-      })),
-      usage: openAIUsage(usage),
+      choices: Array.from({ length: n }, (_, index) => ({ index, content, finishReason: finish })),
+      usage: { ...usage, raw: openAIUsage(usage) },
     };
-    return { body, usage };
   }
 
   async chatStream(call: ChatCall): Promise<ChatStream> {
     const { tokens, finish, n, usage } = this.reply(call);
     const id = `chatcmpl-${newId('demo')}`;
     const created = Math.floor(Date.now() / 1000);
-    const chunk = (index: number, delta: JsonObject, finishReason: string | null): JsonObject => ({
-      id, object: 'chat.completion.chunk', created, model: call.upstreamModel,
-      choices: [{ index, delta, logprobs: null, finish_reason: finishReason }],
-    });
     await this.wait(this.cfg.latency_ms, call.signal);
     const perToken = this.paceMs(1);
     // Unpaced, the reply goes in a few chunks; paced, one token a chunk as a real model would.
     const step = perToken > 0 ? 1 : Math.max(1, Math.ceil(tokens.length / 4));
-    let sent = false;
     const self = this;
     return {
-      get usage() {
-        return sent ? usage : null;
-      },
-      // With n > 1 the choices' chunks interleave, each naming its choice by `index`, as OpenAI sends them.
-      async *[Symbol.asyncIterator]() {
-        for (let c = 0; c < n; c++) yield chunk(c, { role: 'assistant', content: '' }, null);
+      // With n > 1 the choices' events interleave, each naming its choice, as OpenAI sends them.
+      async *[Symbol.asyncIterator](): AsyncGenerator<StreamEvent> {
+        yield { type: 'start', id, created };
         for (let i = 0; i < tokens.length; i += step) {
           if (i > 0 && perToken > 0) await self.wait(perToken * step, call.signal);
-          const content = decode(tokens.slice(i, i + step));
-          for (let c = 0; c < n; c++) yield chunk(c, { content }, null);
+          const text = decode(tokens.slice(i, i + step));
+          for (let c = 0; c < n; c++) yield { type: 'text', choice: c, text };
         }
-        for (let c = 0; c < n; c++) yield chunk(c, {}, finish);
-        sent = true;
-        yield { id, object: 'chat.completion.chunk', created, model: call.upstreamModel, choices: [], usage: openAIUsage(usage) };
+        for (let c = 0; c < n; c++) yield { type: 'finish', choice: c, reason: finish };
+        yield { type: 'usage', usage: { ...usage, raw: openAIUsage(usage) } };
       },
     };
   }
@@ -94,7 +84,7 @@ export class DemoProvider implements Provider {
    * real model's; `encoding_format: "base64"` sends each as base64 of little-endian float32, as
    * OpenAI does (the OpenAI SDK asks for base64 unless told otherwise).
    */
-  async embeddings(call: EmbeddingsCall): Promise<ChatResult> {
+  async embeddings(call: EmbeddingsCall): Promise<EmbeddingsResult> {
     const dimensions = embeddingDimensions(call.body['dimensions']);
     const format = call.body['encoding_format'] ?? 'float';
     if (format !== 'float' && format !== 'base64') {
@@ -134,27 +124,23 @@ export class DemoProvider implements Provider {
   async close(): Promise<void> {}
 }
 
+export const demoProvider: ProviderDescriptor<DemoProviderConfig> = {
+  type: 'demo',
+  schema: demoSchema,
+  create: (name, cfg) => new DemoProvider(name, cfg),
+};
+
 function requestedCap(call: ChatCall): number | null {
-  if (call.maxTokens !== null) return call.maxTokens;
-  for (const name of ['max_completion_tokens', 'max_tokens']) {
-    const v = call.body[name];
-    if (typeof v === 'number' && Number.isInteger(v) && v > 0) return v;
-  }
-  return null;
+  return call.maxTokens;
 }
 
-function openAIUsage(u: TokenUsage): JsonObject {
+function openAIUsage(u: Usage): JsonObject {
   return {
     prompt_tokens: u.promptTokens,
     completion_tokens: u.completionTokens,
     total_tokens: u.promptTokens + u.completionTokens,
     prompt_tokens_details: { cached_tokens: u.cachedTokens },
   };
-}
-
-function choiceCount(body: JsonObject): number {
-  const n = body['n'];
-  return typeof n === 'number' && Number.isInteger(n) && n > 1 ? n : 1;
 }
 
 function embeddingDimensions(v: unknown): number {

@@ -1,12 +1,14 @@
-import type { OpenAIProviderConfig } from '../../config/schema.js';
+import type { ChatResponse, StreamEvent } from '../../types/chat.js';
+import type { ChatCall, ChatStream, EmbeddingsCall, Provider, ProviderDescriptor } from '../contract.js';
 import { parseObject, UpstreamHttp } from '../http/transport.js';
 import { parseSpan, scanObject } from '../raw-json.js';
-import type { ChatCall, ChatResult, ChatStream, EmbeddingsCall, JsonObject, Provider, RawResult, TokenUsage } from '../types.js';
+import type { RawResult } from '../types.js';
 import { UpstreamError } from '../upstream-error.js';
 import type { HeldBody, UpstreamLimits } from '../whole-body.js';
-import { fromUsage } from './from-provider.js';
+import { openaiSchema, type OpenAIProviderConfig } from './config.js';
+import { ChunkReader, fromCompletion, fromUsage } from './from-provider.js';
 import { toChatBody } from './to-provider.js';
-import type { OpenAIChunk } from './wire.js';
+import type { OpenAIChunk, OpenAICompletion } from './wire.js';
 
 /** Any OpenAI-compatible API (OpenAI, Azure OpenAI, Zhipu, DeepSeek, vLLM, Ollama, …) over the shared transport. */
 export class OpenAIProvider implements Provider {
@@ -23,7 +25,7 @@ export class OpenAIProvider implements Provider {
     this.secrets = this.http.secrets;
   }
 
-  chat(call: ChatCall): Promise<ChatResult> {
+  chat(call: ChatCall): Promise<ChatResponse> {
     return this.http.json('/chat/completions', toChatBody(call, false), call.signal, parseWhole);
   }
 
@@ -32,7 +34,7 @@ export class OpenAIProvider implements Provider {
   }
 
   async chatStream(call: ChatCall): Promise<ChatStream> {
-    return openStream(chunks(await this.http.stream('/chat/completions', toChatBody(call, true), call.signal)));
+    return openStream(events(await this.http.stream('/chat/completions', toChatBody(call, true), call.signal)));
   }
 
   async close(): Promise<void> {
@@ -40,28 +42,27 @@ export class OpenAIProvider implements Provider {
   }
 }
 
+export const openaiProvider: ProviderDescriptor<OpenAIProviderConfig> = {
+  type: 'openai',
+  schema: openaiSchema,
+  create: (name, cfg, env) => new OpenAIProvider(name, cfg, env.limits),
+};
+
 /** Reads events until the first one arrives, so failures before it are still ordinary errors (and failover is still possible). */
-async function openStream(events: AsyncGenerator<JsonObject, void, undefined>): Promise<ChatStream> {
-  const first = await events.next();
-  let usage: TokenUsage | null = null;
-  const track = (chunk: JsonObject): JsonObject => {
-    const u = (chunk as OpenAIChunk).usage;
-    if (u !== undefined && u !== null) usage = fromUsage(u) ?? usage;
-    return chunk;
-  };
+export async function openStream(events: AsyncGenerator<StreamEvent, void, undefined>): Promise<ChatStream> {
+  let first: IteratorResult<StreamEvent, void>;
+  try {
+    first = await events.next();
+  } catch (e) {
+    await events.return();
+    throw e;
+  }
   return {
-    get usage() {
-      return usage;
-    },
     async *[Symbol.asyncIterator]() {
       try {
         if (first.done === true) return;
-        yield track(first.value);
-        for (;;) {
-          const next = await events.next();
-          if (next.done === true) return;
-          yield track(next.value);
-        }
+        yield first.value;
+        yield* events;
       } finally {
         // A consumer that stops early ends the reader too: it closes the upstream response and stops the watch.
         await events.return();
@@ -70,28 +71,30 @@ async function openStream(events: AsyncGenerator<JsonObject, void, undefined>): 
   };
 }
 
-/** The chat-completion chunks of an OpenAI event stream, up to `[DONE]`. */
-async function* chunks(events: AsyncGenerator<string, void, undefined>): AsyncGenerator<JsonObject, void, undefined> {
-  let finished = false;
+/** The typed events of an OpenAI event stream, up to `[DONE]`. */
+async function* events(data: AsyncGenerator<string, void, undefined>): AsyncGenerator<StreamEvent, void, undefined> {
+  const reader = new ChunkReader();
+  const out: StreamEvent[] = [];
   try {
-    for await (const data of events) {
-      if (data === '[DONE]') return;
-      const chunk = parseObject(data, 'an event');
+    for await (const text of data) {
+      if (text === '[DONE]') return;
+      const chunk = parseObject(text, 'an event');
       if (chunk['error'] !== undefined) {
-        throw new UpstreamError('status', 'upstream sent an error event', { status: 500, body: data });
+        throw new UpstreamError('status', 'upstream sent an error event', { status: 500, body: text });
       }
-      if ((chunk as OpenAIChunk).choices?.some((c) => c.finish_reason)) finished = true;
-      yield chunk;
+      reader.read(chunk as OpenAIChunk, out);
+      for (const ev of out) yield ev;
+      out.length = 0;
     }
   } finally {
-    await events.return();
+    await data.return();
   }
   // Some OpenAI-compatible servers omit [DONE]; a stream that ended after a finish_reason is whole.
-  if (!finished) throw new UpstreamError('reset', 'upstream stream ended early');
+  if (!reader.finished) throw new UpstreamError('reset', 'upstream stream ended early');
 }
 
 /** A chat completion: small, parsed whole; its buffer goes back to the budget once parsed. */
-function parseWhole(held: HeldBody): ChatResult {
+function parseWhole(held: HeldBody): ChatResponse {
   let v: unknown;
   try {
     v = JSON.parse(held.bytes.toString('utf8'));
@@ -101,7 +104,7 @@ function parseWhole(held: HeldBody): ChatResult {
     held.release();
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new UpstreamError('protocol', 'upstream sent a body that is not a JSON object');
-  return { body: v as JsonObject, usage: fromUsage((v as OpenAIChunk).usage) };
+  return fromCompletion(v as OpenAICompletion);
 }
 
 /** An embeddings answer: kept as bytes, only its top level read (see scanObject). */

@@ -14,7 +14,8 @@ import { Catalog } from '../routing/catalog.js';
 import { openLimiter } from '../limits/open.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/types.js';
-import { buildApp } from './app.js';
+import { buildApp } from '../server/app.js';
+import { billingSink, limitsSink } from '../gateway/sinks.js';
 
 export interface RunningGateway {
   app: FastifyInstance;
@@ -37,9 +38,11 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
   const log = pino({ level: config.log_level, redact: ['req.headers.authorization', 'headers.authorization'] });
   const store = opts.store ?? (await openStore(config.database, { leaseMs: config.store.lease_ms, lockTimeoutMs: config.store.lock_timeout_ms, log }));
   const providers = createProviders(config.providers, {
-    maxResponseBytes: config.server.max_upstream_response_bytes,
-    maxEventBytes: config.server.max_stream_event_bytes,
-    budget: new ByteBudget(config.server.max_buffered_response_bytes),
+    limits: {
+      maxResponseBytes: config.server.max_upstream_response_bytes,
+      maxEventBytes: config.server.max_stream_event_bytes,
+      budget: new ByteBudget(config.server.max_buffered_response_bytes),
+    },
   });
   const catalog = new Catalog(config, providers);
   const admin = await resolveAdminKey(store, config.admin_key);
@@ -49,7 +52,7 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
   const limiter = await openLimiter(config.redis, log);
   let adminHash = admin.hash;
   const { app, gateway } = buildApp({
-    gateway: { store, catalog, keys: new KeyCache(store), limiter, background: new Set(), streams: new Set() },
+    gateway: { store, catalog, keys: new KeyCache(store), limiter, sinks: [], background: new Set(), streams: new Set() },
     adminHash: () => adminHash,
     bodyLimit: config.server.body_limit,
     bodyTimeoutMs: config.server.body_timeout_ms,
@@ -58,6 +61,8 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
     trustProxy: config.server.trust_proxy,
     log,
   });
+  // Each request's outcome: billing settles and records it, limits release what it took.
+  gateway.sinks.push(billingSink(gateway), limitsSink(gateway));
   if (recovered > 0) app.log.warn({ holds: recovered }, 'released holds left by a process that stopped mid-request');
   const release = async (): Promise<void> => {
     await Promise.allSettled([...providers.values()].map((p) => p.close()));

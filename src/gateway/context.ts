@@ -1,0 +1,66 @@
+import type { GatewayError } from '../errors.js';
+import type { Admission } from '../limits/admit.js';
+import type { Subject } from '../limits/types.js';
+import type { ModelRoute } from '../routing/catalog.js';
+import type { ApiKey, Hold } from '../store/types.js';
+import type { Estimate, RequestHeaders } from './endpoint.js';
+
+/** One client request as the HTTP layer hands it to the pipeline. */
+export interface Exchange {
+  traceId: string;
+  /** performance.now() when the request arrived. */
+  started: number;
+  requestHeaders: RequestHeaders;
+  rawBody: string | undefined;
+  /** Aborted when the client goes away, or by `abort`. */
+  signal: AbortSignal;
+  /** Ends the upstream side of this request (the output cap and the shutdown deadline use it). */
+  abort: () => void;
+  /** Headers every response to this request carries, whatever its status (the rate-limit headers). */
+  headers: Record<string, string>;
+  /** What an error becomes for this client (repeated authentication failures turn into 429). */
+  judge: (err: GatewayError) => GatewayError;
+}
+
+/**
+ * What the pipeline learns about a request, filled in step by step in the order of
+ * pipeline.ts; a field is set by exactly one step and read only by the ones after it.
+ */
+export interface RequestContext<P> {
+  readonly ex: Exchange;
+  /** authenticate */
+  key: ApiKey;
+  /** parse: the model the client named, as it named it. */
+  model: string;
+  /** resolve */
+  route: ModelRoute | null;
+  /** validate */
+  request: P | null;
+  stream: boolean;
+  estimate: Estimate | null;
+  /** admit */
+  subjects: Subject[];
+  admission: Admission | null;
+  /** hold */
+  hold: Hold | null;
+  /** The UTC day the hold was reserved against the spend quotas; null when nothing was reserved. */
+  quotaDay: string | null;
+  /** Output tokens the hold covers, all choices together. */
+  outputCap: number;
+  /** The cap per choice sent upstream; null leaves it to the provider. */
+  maxTokens: number | null;
+  /** route: the deployment that answered (or was last tried). */
+  provider: string | null;
+  upstreamModel: string | null;
+  /** relay */
+  ttftMs: number | null;
+  /** record: set once the outcome has gone to the sinks. */
+  finished: boolean;
+}
+
+export function newContext<P>(ex: Exchange, key: ApiKey): RequestContext<P> {
+  return {
+    ex, key, model: '', route: null, request: null, stream: false, estimate: null, subjects: [], admission: null,
+    hold: null, quotaDay: null, outputCap: 0, maxTokens: null, provider: null, upstreamModel: null, ttftMs: null, finished: false,
+  };
+}

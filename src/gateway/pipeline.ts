@@ -1,0 +1,132 @@
+import { performance } from 'node:perf_hooks';
+import { authenticate } from '../auth/authenticate.js';
+import { authorize } from '../auth/authorize.js';
+import { bill, outputAllowance, type Bill } from '../billing/bill.js';
+import { countText } from '../billing/estimate.js';
+import { GatewayError, isGatewayError } from '../errors.js';
+import { UpstreamError } from '../providers/upstream-error.js';
+import type { Deployment } from '../routing/catalog.js';
+import { withFailover } from '../routing/failover.js';
+import type { Usage } from '../types/chat.js';
+import { newContext, type Exchange, type RequestContext } from './context.js';
+import type { Endpoint } from './endpoint.js';
+import type { Gateway } from './gateway.js';
+import { finish } from './outcome.js';
+import { refusedHeaders } from './rate-headers.js';
+import { relay, type StreamOutcome } from './relay.js';
+import { admit, hold } from './reserve.js';
+import { resolveModel } from './resolve-model.js';
+
+/** What the HTTP layer sends: a body, or frames to write one by one as the client takes them. */
+export type Reply =
+  | { status: number; headers: Record<string, string>; body: string | readonly Buffer[]; release?: (() => void) | undefined }
+  | { status: 200; headers: Record<string, string>; frames: AsyncGenerator<string, void, undefined> };
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+/**
+ * The request pipeline, for every endpoint: authenticate → parse → resolve → authorize →
+ * validate → admit → hold → route → relay → settle → record. Each step is its own module; this
+ * function only puts them in order and turns failures into the endpoint's error replies. It
+ * knows nothing of HTTP: it returns a reply for the HTTP layer to write.
+ */
+export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Promise<Reply> {
+  let ctx: RequestContext<P>;
+  try {
+    ctx = newContext(ex, await authenticate(gw.keys, ep.credential(ex.requestHeaders)));
+  } catch (e) {
+    return errorReply(gw, ep, ex, e);
+  }
+  let p: P;
+  try {
+    const parsed = ep.parse(ex.rawBody);
+    ctx.model = parsed.model;
+    const route = (ctx.route = resolveModel(gw.catalog, parsed.model));
+    authorize(ctx.key, route.id);
+    p = ctx.request = ep.validate(parsed.body, parsed.model);
+    ctx.stream = ep.stream(p);
+    const estimate = (ctx.estimate = ep.estimate(p));
+    await admit(gw, ctx, estimate);
+    await hold(gw, ctx, route, estimate);
+  } catch (e) {
+    void finish(gw.sinks, ctx, ...failure(e));
+    if (ctx.admission === null) await refusedHeaders(gw, ctx.key, ex);
+    return errorReply(gw, ep, ex, e);
+  }
+
+  try {
+    if (!ctx.stream) {
+      const r = await route(ctx, (d, signal) => ep.call(p, d, ctx.maxTokens, signal));
+      const b = charge(gw, ctx, r.usage, () => r.delivered());
+      // The answer leaves once its settlement is durable: a client that got it has been billed.
+      await finish(gw.sinks, ctx, 200, null, b.usage, b.cost);
+      return { status: 200, headers: { ...ex.headers, 'content-type': JSON_TYPE, 'x-request-id': ex.traceId }, body: r.encode(ctx.model, b), release: r.release };
+    }
+    const upstream = await route(ctx, (d, signal) => ep.open(p, d, ctx.maxTokens, signal));
+    const frames = relay(upstream, ep.encoder(p, ctx.model), {
+      traceId: ex.traceId,
+      signal: ex.signal,
+      abort: ex.abort,
+      streams: gw.streams,
+      outputLimit: outputAllowance(ctx.outputCap),
+      onFirstFrame: () => (ctx.ttftMs = performance.now() - ex.started),
+      settle: (o) => settleStream(gw, ctx, o),
+    });
+    return { status: 200, headers: { ...ex.headers, ...SSE_HEADERS, 'x-request-id': ex.traceId }, frames };
+  } catch (e) {
+    // The client went away: nobody to answer.
+    if (e instanceof UpstreamError && e.failure === 'aborted') {
+      void finish(gw.sinks, ctx, 499, 'client_closed', null, 0n);
+      return errorReply(gw, ep, ex, new GatewayError('upstream_failed'));
+    }
+    void finish(gw.sinks, ctx, ...failure(e));
+    return errorReply(gw, ep, ex, e instanceof UpstreamError ? new GatewayError('upstream_failed') : e);
+  }
+}
+
+const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
+
+/** Route: the model's deployments in order (failover); each attempt notes which deployment served, so the record names it. */
+function route<P, T>(ctx: RequestContext<P>, send: (d: Deployment, signal: AbortSignal) => Promise<T>): Promise<T> {
+  return withFailover(ctx.route!, ctx.ex.signal, (d) => {
+    ctx.provider = d.provider.name;
+    ctx.upstreamModel = d.upstreamModel;
+    return send(d, ctx.ex.signal);
+  }).then((r) => r.result);
+}
+
+/** Settle: what the request is charged, the upstream's usage when believable, else the delivered output counted; at most the hold. */
+function charge<P>(gw: Gateway, ctx: RequestContext<P>, reported: Usage | null, delivered: () => string): Bill {
+  const b = bill({
+    reported,
+    counted: () => ({ promptTokens: ctx.estimate!.promptTokens, completionTokens: countText(delivered()), cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0 }),
+    price: ctx.route!.price,
+    hold: ctx.hold?.amount ?? 0n,
+    outputCap: ctx.outputCap,
+  });
+  if (b.distrusted) {
+    gw.log.warn(
+      { traceId: ctx.ex.traceId, deployment: `${ctx.provider}/${ctx.upstreamModel}`, reported: reported === null ? null : { ...reported, raw: undefined } },
+      'upstream usage is not believable (negative, fractional, not a number, or beyond the hold): billed the delivered output, counted',
+    );
+  }
+  return b;
+}
+
+/** A stream's settlement: a cut stream is billed for what was generated (the upstream's count if it came, else the delivered text counted). */
+function settleStream<P>(gw: Gateway, ctx: RequestContext<P>, o: StreamOutcome): { bill: Bill; durable: Promise<unknown> } {
+  const b = charge(gw, ctx, o.usage, () => o.delivered);
+  const [status, type] = o.clientGone ? [499, 'client_closed'] : o.error !== null ? [o.error.status, o.error.type] : [200, null];
+  return { bill: b, durable: finish(gw.sinks, ctx, status, type, b.usage, b.cost) };
+}
+
+/** Record: a request that produced nothing costs nothing. */
+function failure(e: unknown): [number, string, null, bigint] {
+  return isGatewayError(e) ? [e.status, e.type, null, 0n] : [500, 'api_error', null, 0n];
+}
+
+function errorReply<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange, e: unknown): Reply {
+  if (!isGatewayError(e)) gw.log.error({ err: e, traceId: ex.traceId }, 'request failed');
+  const r = ep.renderError(ex.judge(isGatewayError(e) ? e : new GatewayError('internal')), ex.traceId);
+  return { status: r.status, headers: { ...ex.headers, ...r.headers }, body: r.body };
+}
