@@ -324,3 +324,18 @@ test('a consumer that stops early closes the upstream stream', async () => {
   up.next({ kind: 'message', content: [{ type: 'text', text: 'next' }] });
   assert.equal((await provider.chat(call())).choices[0]!.content, 'next');
 });
+
+test('reasoning in a tool loop: with the signed thinking sent back thinking stays on; without it the request goes without thinking', async () => {
+  const tools = [{ name: 'calc' }];
+  const history = (signed: boolean): ChatRequest['messages'] => [
+    { role: 'user', content: '2+2?' },
+    { role: 'assistant', content: null, toolCalls: [{ id: 'toolu_c', name: 'calc', arguments: '{}' }], ...(signed ? { reasoning: [{ text: 'use calc', signature: 'sig-c' }] } : {}) },
+    { role: 'tool', toolCallId: 'toolu_c', content: '4' },
+  ];
+  await provider.chat(call({ tools, reasoningEffort: 'low', messages: history(true) }, 5000));
+  assert.deepEqual(up.last.body['thinking'], { type: 'enabled', budget_tokens: 1024 });
+  const res = await provider.chat(call({ tools, reasoningEffort: 'low', temperature: 0.1, messages: history(false) }, 5000));
+  assert.equal(res.choices[0]!.finishReason, 'stop');
+  assert.equal(up.last.body['thinking'], undefined);
+  assert.equal(up.last.body['temperature'], 0.1);
+});

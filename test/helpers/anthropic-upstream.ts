@@ -237,6 +237,11 @@ function checkBody(body: Json): string | null {
     if (body['top_k'] !== undefined) return '`top_k` must be unset when thinking is enabled';
     const choice = body['tool_choice'] as Json | undefined;
     if (choice !== undefined && (choice['type'] === 'any' || choice['type'] === 'tool')) return 'Thinking may not be enabled when tool_choice forces tool use.';
+    const lastAssistant = [...(messages as Json[])].reverse().find((m) => m['role'] === 'assistant');
+    const blocks = Array.isArray(lastAssistant?.['content']) ? (lastAssistant['content'] as Json[]) : [];
+    if (blocks.some((b) => b['type'] === 'tool_use') && blocks[0]?.['type'] !== 'thinking' && blocks[0]?.['type'] !== 'redacted_thinking') {
+      return 'messages: Expected `thinking` or `redacted_thinking`, but found `tool_use`. When `thinking` is enabled, a final `assistant` message must start with a thinking block.';
+    }
   }
   if (body['tool_choice'] !== undefined && body['tools'] === undefined) return 'tool_choice may only be specified while providing tools.';
   return null;

@@ -58,7 +58,7 @@ export function toMessagesBody(call: ChatCall, stream: boolean): AnthropicReques
 
   // Anthropic refuses thinking together with a forced tool: the client's tool choice wins.
   const forced = req.toolChoice === 'required' || typeof req.toolChoice === 'object';
-  const budget = req.reasoningEffort !== undefined && !forced ? thinkingBudget(req.reasoningEffort, maxTokens) : null;
+  const budget = req.reasoningEffort !== undefined && !forced && !unsignedToolTurn(body.messages) ? thinkingBudget(req.reasoningEffort, maxTokens) : null;
   if (budget !== null) {
     body.thinking = { type: 'enabled', budget_tokens: budget };
     // With thinking on, Anthropic refuses temperature and top_k and takes top_p only from 0.95 to 1.
@@ -80,6 +80,18 @@ export function toMessagesBody(call: ChatCall, stream: boolean): AnthropicReques
 export function thinkingBudget(effort: ReasoningEffort, maxTokens: number): number | null {
   const budget = Math.min(THINKING_BUDGET[effort], maxTokens - 1);
   return budget >= MIN_THINKING_BUDGET ? budget : null;
+}
+
+/**
+ * With thinking on, Anthropic requires the last assistant turn that called tools to start with its
+ * signed thinking. OpenAI clients seldom send reasoning back: such a request goes without thinking
+ * rather than being refused.
+ */
+function unsignedToolTurn(messages: AnthropicMessage[]): boolean {
+  const last = [...messages].reverse().find((m) => m.role === 'assistant');
+  if (last === undefined || !last.content.some((b) => b.type === 'tool_use')) return false;
+  const first = last.content[0]?.type;
+  return first !== 'thinking' && first !== 'redacted_thinking';
 }
 
 export function toToolChoice(choice: ToolChoice | undefined, parallel: boolean | undefined): AnthropicToolChoice | undefined {
