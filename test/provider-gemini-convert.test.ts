@@ -117,6 +117,15 @@ describe('gemini request', () => {
     ]);
   });
 
+  it('empty texts are left out (Gemini refuses empty text parts)', () => {
+    const body = toGeminiRequest(call({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: '', toolCalls: [{ id: 'c1', name: 'f', arguments: '{}' }] }, { role: 'tool', toolCallId: 'c1', content: '' }] }));
+    assert.deepEqual(body.contents, [
+      { role: 'user', parts: [{ text: 'q' }] },
+      { role: 'model', parts: [{ functionCall: { name: 'f', args: {} } }] },
+      { role: 'user', parts: [{ functionResponse: { name: 'f', response: { result: '' } } }] },
+    ]);
+  });
+
   it('a tool result for an unknown call id is a 400 naming the field', () => {
     assert.throws(
       () => toGeminiRequest(call({ messages: [{ role: 'user', content: 'x' }, { role: 'tool', toolCallId: 'nope', content: 'r' }] })),

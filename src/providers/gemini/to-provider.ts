@@ -117,9 +117,10 @@ function parseArgs(text: string): Record<string, unknown> {
   return { _raw: text };
 }
 
+/** Message content as parts. Empty texts are left out: Gemini refuses a request with an empty text part. */
 export function contentParts(content: string | ContentPart[]): GeminiPart[] {
-  if (typeof content === 'string') return [{ text: content }];
-  return content.map((p) => (p.type === 'text' ? { text: p.text } : imagePart(p.url)));
+  if (typeof content === 'string') return content === '' ? [] : [{ text: content }];
+  return content.flatMap((p) => (p.type === 'image' ? [imagePart(p.url)] : p.text === '' ? [] : [{ text: p.text }]));
 }
 
 const DATA_URL = /^data:([^;,]+)(?:;[^,]*)?;base64,(.*)$/s;
