@@ -220,6 +220,35 @@ describe('gemini provider against the fake upstream', () => {
     assert.deepEqual(seen.map((e) => e.type), ['start', 'text']);
   });
 
+  it('a consumer that stops early, or a client that goes away, closes the upstream response', async () => {
+    const chunk = { candidates: [{ content: { role: 'model', parts: [{ text: 'Hi' }] }, index: 0 }] };
+    let release = (): void => {};
+    const holdOpen = new Promise<void>((r) => (release = r));
+    const before = fake.earlyCloses;
+    try {
+      fake.next({ kind: 'stream', events: [chunk, chunk], holdOpen });
+      let closed = fake.nextEarlyClose();
+      const stream = await p.chatStream(chatCall({ stream: true }));
+      for await (const e of stream) if (e.type === 'text') break;
+      await closed;
+
+      fake.next({ kind: 'stream', events: [chunk], holdOpen });
+      closed = fake.nextEarlyClose();
+      const ac = new AbortController();
+      const aborted = await p.chatStream({ ...chatCall({ stream: true }), signal: ac.signal });
+      const it = aborted[Symbol.asyncIterator]();
+      assert.equal((await it.next()).value?.type, 'start');
+      assert.equal((await it.next()).value?.type, 'text');
+      const pending = it.next();
+      ac.abort();
+      await assert.rejects(pending, (e: unknown) => e instanceof UpstreamError && e.failure === 'aborted');
+      await closed;
+      assert.equal(fake.earlyCloses, before + 2);
+    } finally {
+      release();
+    }
+  });
+
   it('an error event mid-stream throws from the iterator', async () => {
     const chunk = { candidates: [{ content: { role: 'model', parts: [{ text: 'Hi' }] }, index: 0 }] };
     fake.next({ kind: 'stream', events: [chunk, { error: { code: 500, message: 'An internal error has occurred.', status: 'INTERNAL' } }] });

@@ -24,7 +24,7 @@ export type GeminiBehavior =
   /** 200 with this GenerateContentResponse (generateContent), or as the only SSE event (stream). */
   | { kind: 'answer'; body: Record<string, unknown> }
   /** SSE events: each object as one `data:` event, or a string sent as it is (raw fixture text). */
-  | { kind: 'stream'; events: Array<Record<string, unknown> | string>; cutAfter?: number }
+  | { kind: 'stream'; events: Array<Record<string, unknown> | string>; cutAfter?: number; holdOpen?: Promise<void> }
   /** An error status with Google's error body. */
   | { kind: 'error'; status: number; body: Record<string, unknown>; headers?: Record<string, string> };
 
@@ -85,6 +85,9 @@ export class GeminiUpstream {
   readonly received: Received[] = [];
   private readonly script: GeminiBehavior[] = [];
   private readonly sockets = new Set<Socket>();
+  /** Resolved with each response the client closed before it ended. */
+  private readonly closedEarly: Array<() => void> = [];
+  earlyCloses = 0;
   private readonly server = createServer((req, res) => void this.handle(req, res));
   url = '';
 
@@ -103,6 +106,11 @@ export class GeminiUpstream {
   next(...b: GeminiBehavior[]): this {
     this.script.push(...b);
     return this;
+  }
+
+  /** Resolves once the client has closed a response before its end. */
+  nextEarlyClose(): Promise<void> {
+    return new Promise((resolve) => this.closedEarly.push(resolve));
   }
 
   get last(): Received {
@@ -146,7 +154,7 @@ export class GeminiUpstream {
           return this.json(res, 400, invalidArgumentBody('this fake serves streams only with alt=sse'));
         }
         const events = scripted?.kind === 'stream' ? scripted.events : scripted?.kind === 'answer' ? [scripted.body] : defaultStream();
-        return this.sse(res, events, scripted?.kind === 'stream' ? scripted.cutAfter : undefined);
+        return this.sse(res, events, scripted?.kind === 'stream' ? scripted : undefined);
       }
       case 'embedContent': {
         const dims = typeof body['outputDimensionality'] === 'number' ? body['outputDimensionality'] : 8;
@@ -173,14 +181,24 @@ export class GeminiUpstream {
     res.end(text);
   }
 
-  private sse(res: ServerResponse, events: Array<Record<string, unknown> | string>, cutAfter: number | undefined): void {
+  private async sse(res: ServerResponse, events: Array<Record<string, unknown> | string>, opts: { cutAfter?: number; holdOpen?: Promise<void> } | undefined): Promise<void> {
+    res.on('close', () => {
+      if (res.writableEnded) return;
+      this.earlyCloses++;
+      for (const resolve of this.closedEarly.splice(0)) resolve();
+    });
     res.writeHead(200, { 'content-type': 'text/event-stream', 'x-content-type-options': 'nosniff' });
+    const cutAfter = opts?.cutAfter;
     events.forEach((e, i) => {
       if (cutAfter !== undefined && i >= cutAfter) return;
       res.write(typeof e === 'string' ? e : `data: ${JSON.stringify(e)}\r\n\r\n`);
     });
-    if (cutAfter !== undefined) res.socket?.end();
-    else res.end();
+    if (cutAfter !== undefined) {
+      res.socket?.end();
+      return;
+    }
+    if (opts?.holdOpen !== undefined) await opts.holdOpen;
+    if (!res.destroyed) res.end();
   }
 }
 
