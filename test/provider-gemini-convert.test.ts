@@ -118,12 +118,29 @@ describe('gemini request', () => {
   });
 
   it('empty texts are left out (Gemini refuses empty text parts)', () => {
-    const body = toGeminiRequest(call({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: '', toolCalls: [{ id: 'c1', name: 'f', arguments: '{}' }] }, { role: 'tool', toolCallId: 'c1', content: '' }] }));
+    const body = toGeminiRequest(call({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: '', toolCalls: [{ id: 'call_00000000000000000009', name: 'f', arguments: '{}' }] }, { role: 'tool', toolCallId: 'call_00000000000000000009', content: '' }] }));
     assert.deepEqual(body.contents, [
       { role: 'user', parts: [{ text: 'q' }] },
       { role: 'model', parts: [{ functionCall: { name: 'f', args: {} } }] },
       { role: 'user', parts: [{ functionResponse: { name: 'f', response: { result: '' } } }] },
     ]);
+  });
+
+  it('function calls Gemini did not make get the documented stand-in signature on the first call of their step', () => {
+    const body = toGeminiRequest(
+      call({
+        messages: [
+          { role: 'user', content: 'q' },
+          { role: 'assistant', content: null, toolCalls: [{ id: 'toolu_01', name: 'f', arguments: '{"a":1}' }, { id: 'toolu_02', name: 'g', arguments: '{}' }] },
+          { role: 'tool', toolCallId: 'toolu_01', content: 'x' },
+          { role: 'tool', toolCallId: 'toolu_02', content: 'y' },
+        ],
+      }),
+    );
+    assert.deepEqual(body.contents[1], {
+      role: 'model',
+      parts: [{ functionCall: { name: 'f', args: { a: 1 } }, thoughtSignature: 'skip_thought_signature_validator' }, { functionCall: { name: 'g', args: {} } }],
+    });
   });
 
   it('a tool result for an unknown call id is a 400 naming the field', () => {

@@ -2,7 +2,7 @@ import { badRequest } from '../../errors.js';
 import type { ChatRequest, ContentPart, Message, ReasoningEffort, ResponseFormat, Tool, ToolChoice } from '../../types/chat.js';
 import type { ChatCall } from '../contract.js';
 import { toGeminiParameters, toGeminiSchema } from './schema.js';
-import { decodeCallId } from './tool-ids.js';
+import { decodeCallId, isGeminiCallId } from './tool-ids.js';
 import type { GeminiContent, GeminiGenerationConfig, GeminiPart, GeminiRequest, GeminiThinkingConfig, GeminiToolConfig } from './wire.js';
 
 /**
@@ -10,6 +10,13 @@ import type { GeminiContent, GeminiGenerationConfig, GeminiPart, GeminiRequest, 
  * maps low/medium/high. `minimal` is 512, not 0: every Gemini 2.5 model accepts 512, while 2.5 Pro
  * refuses to turn thinking off.
  */
+/**
+ * Google's documented stand-in signature for function calls Gemini did not make (another provider's
+ * turns after a failover, a transcript built by the client): Gemini 3 answers 400 to a step whose
+ * first function call has no signature.
+ */
+export const FOREIGN_CALL_SIGNATURE = 'skip_thought_signature_validator';
+
 export const THINKING_BUDGETS: Record<ReasoningEffort, number> = { minimal: 512, low: 1024, medium: 8192, high: 24576 };
 
 /** The generateContent body for a chat call (the same for streamed and not: streaming is in the URL). */
@@ -65,14 +72,18 @@ export function toContents(messages: Message[]): GeminiContent[] {
       case 'assistant': {
         const parts: GeminiPart[] = m.content === null ? [] : contentParts(m.content);
         if (m.refusal !== undefined && m.refusal !== '') parts.push({ text: m.refusal });
-        for (const call of m.toolCalls ?? []) {
+        const calls = m.toolCalls ?? [];
+        // A step Gemini made carries its signature in its ids (or Gemini gave none and wants none back).
+        const foreign = calls.length > 0 && !calls.some((c) => isGeminiCallId(c.id));
+        calls.forEach((call, k) => {
           names.set(call.id, call.name);
           const ref = decodeCallId(call.id);
           const part: GeminiPart = { functionCall: { name: call.name, args: parseArgs(call.arguments) } };
           if (ref.geminiId !== undefined) part.functionCall!.id = ref.geminiId;
           if (ref.thoughtSignature !== undefined) part.thoughtSignature = ref.thoughtSignature;
+          else if (foreign && k === 0) part.thoughtSignature = FOREIGN_CALL_SIGNATURE;
           parts.push(part);
-        }
+        });
         add('model', parts);
         return;
       }

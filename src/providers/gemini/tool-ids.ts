@@ -32,6 +32,11 @@ export function encodeCallId(ref: GeminiCallRef, makeId: IdMaker = randomCallId)
   return `${base}_u${Buffer.from(sig, 'utf8').toString('base64url')}`;
 }
 
+/** The id was made by this provider (Gemini's answer passed through the gateway), with or without a signature. */
+export function isGeminiCallId(id: string): boolean {
+  return ID.test(id);
+}
+
 /** What an id carries back; an id of another shape (made by a client or another provider) carries nothing. */
 export function decodeCallId(id: string): GeminiCallRef {
   const m = ID.exec(id);
