@@ -2,12 +2,14 @@ import { z } from 'zod';
 import type { Provider, ProviderDescriptor, ProviderEnv } from './contract.js';
 import { anthropicProvider } from './anthropic/index.js';
 import { demoProvider } from './demo/index.js';
+import { geminiProvider } from './gemini/index.js';
 import { openaiProvider } from './openai/index.js';
 
 /** Every provider type the config may name: a new provider is its folder and one line here. */
 const PROVIDERS: readonly ProviderDescriptor[] = [
   openaiProvider,
   anthropicProvider,
+  geminiProvider,
   demoProvider,
 ];
 
