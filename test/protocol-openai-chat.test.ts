@@ -410,6 +410,9 @@ describe('ChunkEncoder', () => {
         { index: 2, delta: {}, logprobs: null, finish_reason: 'length' },
       ],
     });
+    // With include_usage it carries `usage: null` like every chunk but the last.
+    const withUsage = new ChunkEncoder('gpt-x', true);
+    assert.equal(withUsage.capped([0])['usage'], null);
   });
 
   test('a stream without a start event uses the gateway id and the current time', () => {

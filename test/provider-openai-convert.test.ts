@@ -74,9 +74,14 @@ describe('fromUsage', () => {
     });
   });
 
-  test('a missing count is 0', () => {
+  test('a missing detail count is 0; a missing or null main count is NaN (billing counts instead of charging 0)', () => {
+    const details = { prompt_tokens: 4, completion_tokens: 9 };
+    assert.deepEqual(fromUsage(details), { promptTokens: 4, completionTokens: 9, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, raw: details });
     const u = { completion_tokens: 9 };
-    assert.deepEqual(fromUsage(u), { promptTokens: 0, completionTokens: 9, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, raw: u });
+    assert.deepEqual(fromUsage(u), { promptTokens: Number.NaN, completionTokens: 9, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, raw: u });
+    const n = { prompt_tokens: 5, completion_tokens: null };
+    assert.deepEqual(fromUsage(n as unknown as OpenAIUsage), { promptTokens: 5, completionTokens: Number.NaN, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, raw: n });
+    assert.equal(fromUsage({ prompt_tokens: null, completion_tokens: null } as unknown as OpenAIUsage), null);
   });
 
   test('no usage is null: absent, null, not an object, or without either count', () => {
@@ -683,4 +688,63 @@ describe('fromTyped', () => {
       { role: 'tool', tool_call_id: 'c', content: '' },
     ]);
   });
+});
+
+describe('ChunkReader: what OpenAI-compatible servers send that OpenAI does not', () => {
+  const read = (chunks: OpenAIChunk[]): StreamEvent[] => {
+    const r = new ChunkReader();
+    const out: StreamEvent[] = [];
+    for (const c of chunks) r.read(c, out);
+    return out.filter((e) => e.type !== 'start');
+  };
+
+  test('an empty id on continuation pieces (DashScope) continues the call', () => {
+    const events = read([
+      { choices: [{ index: 0, delta: { tool_calls: [{ id: 'call_a1', index: 0, function: { name: 'bash', arguments: '' } }] } }] },
+      { choices: [{ index: 0, delta: { tool_calls: [{ id: '', index: 0, function: { arguments: '{"command": ' } }] } }] },
+      { choices: [{ index: 0, delta: { tool_calls: [{ id: '', index: 0, function: { arguments: '"ls"}' } }] } }] },
+    ]);
+    assert.deepEqual(events, [
+      { type: 'tool_call_start', choice: 0, index: 0, id: 'call_a1', name: 'bash' },
+      { type: 'tool_call_delta', choice: 0, index: 0, arguments: '{"command": ' },
+      { type: 'tool_call_delta', choice: 0, index: 0, arguments: '"ls"}' },
+    ]);
+  });
+
+  test('a continuation that repeats the name without an id (vLLM forks) continues the call', () => {
+    const events = read([
+      { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'call_a1', function: { name: 'bash', arguments: '' } }] } }] },
+      { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { name: 'bash', arguments: '{}' } }] } }] },
+    ]);
+    assert.deepEqual(events, [
+      { type: 'tool_call_start', choice: 0, index: 0, id: 'call_a1', name: 'bash' },
+      { type: 'tool_call_delta', choice: 0, index: 0, arguments: '{}' },
+    ]);
+  });
+
+  test('finish_reason "" on every piece (older Ollama, sglang) is no finish, and a stream cut after it is not whole', () => {
+    const r = new ChunkReader();
+    const out: StreamEvent[] = [];
+    r.read({ choices: [{ index: 0, delta: { content: ' Hello' }, finish_reason: '' }] }, out);
+    r.read({ choices: [{ index: 0, delta: { content: ' there' }, finish_reason: '' }] }, out);
+    assert.equal(r.finished, false);
+    r.read({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }, out);
+    assert.deepEqual(
+      out.filter((e) => e.type !== 'start'),
+      [
+        { type: 'text', choice: 0, text: ' Hello' },
+        { type: 'text', choice: 0, text: ' there' },
+        { type: 'finish', choice: 0, reason: 'stop' },
+      ],
+    );
+    assert.equal(r.finished, true);
+  });
+});
+
+test('toChatBody: a client that sent both max_tokens and max_completion_tokens gets the cap in both', () => {
+  const body = { model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 10000, max_completion_tokens: 10000 };
+  const request = { model: 'm', messages: [], n: 1, stream: false, includeUsage: false, extra: {}, source: { protocol: 'openai-chat' as const, body } };
+  const out = toChatBody({ request, upstreamModel: 'up', maxTokens: 50, signal: new AbortController().signal }, false);
+  assert.equal(out['max_tokens'], 50);
+  assert.equal(out['max_completion_tokens'], 50);
 });

@@ -86,7 +86,9 @@ export class ChunkEncoder {
 
   /** The chunk that ends a stream the gateway cut at the output cap: each open choice stops for length. */
   capped(open: readonly number[]): JsonObject {
-    return { ...this.frame(), choices: open.map((index) => ({ index, delta: {}, logprobs: null, finish_reason: 'length' })) };
+    const c: JsonObject = { ...this.frame(), choices: open.map((index) => ({ index, delta: {}, logprobs: null, finish_reason: 'length' })) };
+    if (this.includeUsage) c['usage'] = null;
+    return c;
   }
 
   /** The last chunk: no choices, the usage. */

@@ -10,20 +10,25 @@ import type { OpenAIChoice, OpenAIChunk, OpenAICompletion, OpenAIMessage, OpenAI
  */
 export function fromUsage(u: OpenAIUsage | null | undefined): Usage | null {
   if (u === null || u === undefined || typeof u !== 'object' || Array.isArray(u)) return null;
-  if (u.prompt_tokens === undefined && u.completion_tokens === undefined) return null;
+  if ((u.prompt_tokens === undefined || u.prompt_tokens === null) && (u.completion_tokens === undefined || u.completion_tokens === null)) return null;
   const details = u.prompt_tokens_details;
   const cached = details !== null && typeof details === 'object' && details.cached_tokens !== undefined ? details.cached_tokens : u.prompt_cache_hit_tokens;
   const completionDetails = u.completion_tokens_details;
   const reasoning = completionDetails !== null && typeof completionDetails === 'object' ? completionDetails.reasoning_tokens : undefined;
   return {
-    promptTokens: count(u.prompt_tokens),
-    completionTokens: count(u.completion_tokens),
+    // A main count that is absent while the other is present is not believable (NaN): it would bill as 0.
+    promptTokens: mainCount(u.prompt_tokens),
+    completionTokens: mainCount(u.completion_tokens),
     cachedTokens: count(cached),
     // OpenAI-compatible APIs report no prompt-cache writes (OpenAI's caching has no write charge).
     cacheWriteTokens: 0,
     reasoningTokens: count(reasoning),
     raw: u,
   };
+}
+
+function mainCount(v: unknown): number {
+  return typeof v === 'number' ? v : Number.NaN;
 }
 
 function count(v: unknown): number {
@@ -129,7 +134,8 @@ export class ChunkReader {
         const choice = typeof c.index === 'number' ? c.index : 0;
         const d = c.delta;
         if (d !== null && typeof d === 'object') this.delta(choice, d, c.logprobs, out);
-        if (c.finish_reason !== null && c.finish_reason !== undefined) {
+        // Older Ollama and sglang send `finish_reason: ""` on every piece: only a reason is a finish.
+        if (typeof c.finish_reason === 'string' && c.finish_reason !== '') {
           this.finished = true;
           out.push({ type: 'finish', choice, reason: fromFinishReason(c.finish_reason) });
         }
@@ -160,25 +166,31 @@ export class ChunkReader {
   private callIndex(choice: number, t: OpenAIToolCall, out: StreamEvent[]): number {
     let state = this.calls.get(choice);
     if (state === undefined) this.calls.set(choice, (state = { byKey: new Map(), last: -1 }));
-    const id = str(t.id);
-    const name = str(t.function?.name);
+    // Some servers send `"id": ""` and repeat the name on every piece (DashScope, vLLM forks): empty means absent.
+    const id = nonEmpty(t.id);
+    const name = nonEmpty(t.function?.name);
     const upstream = typeof t.index === 'number' ? t.index : null;
-    // A continuation names neither id nor name: it belongs to the call at its index, or to the last one.
-    if (id === undefined && name === undefined) {
+    if (id === undefined) {
+      // A piece without an id continues the call at its index, whatever name it repeats; without an index, the last call.
       if (upstream !== null) {
         let found = -1;
         for (const [key, ours] of state.byKey) if (key.startsWith(`${upstream}:`)) found = ours;
         if (found >= 0) return found;
+      } else if (name === undefined && state.last >= 0) {
+        return state.last;
       }
-      if (state.last >= 0) return state.last;
+    } else {
+      const known = state.byKey.get(`${upstream ?? ''}:${id}`);
+      if (known !== undefined) return known;
     }
-    const key = `${upstream ?? ''}:${id ?? ''}`;
-    const known = state.byKey.get(key);
-    if (known !== undefined) return known;
     const ours = state.byKey.size;
-    state.byKey.set(key, ours);
+    state.byKey.set(`${upstream ?? ''}:${id ?? `#${ours}`}`, ours);
     state.last = ours;
     out.push({ type: 'tool_call_start', choice, index: ours, id: id ?? `call_${ours}`, name: name ?? '' });
     return ours;
   }
+}
+
+function nonEmpty(v: unknown): string | undefined {
+  return typeof v === 'string' && v !== '' ? v : undefined;
 }

@@ -12,9 +12,11 @@ export function toChatBody(call: ChatCall, stream: boolean): JsonObject {
   const body: JsonObject = source?.protocol === 'openai-chat' ? { ...source.body } : fromTyped(call.request);
   body['model'] = call.upstreamModel;
   if (call.maxTokens !== null) {
-    // Reasoning models take only max_completion_tokens; whichever the client used is the one sent.
+    // Reasoning models take only max_completion_tokens; whichever the client used is the one sent
+    // (both, when it sent both: a server that reads only one must still see the gateway's cap).
+    const both = 'max_completion_tokens' in body && 'max_tokens' in body;
     if ('max_completion_tokens' in body) body['max_completion_tokens'] = call.maxTokens;
-    else body['max_tokens'] = call.maxTokens;
+    if (both || !('max_completion_tokens' in body)) body['max_tokens'] = call.maxTokens;
   }
   if (stream) {
     const opts = body['stream_options'];
