@@ -74,11 +74,13 @@ describe('fromUsage', () => {
     });
   });
 
-  test('a missing detail count is 0; a missing or null main count is NaN (billing counts instead of charging 0)', () => {
+  test('a missing detail or completion count is 0 (embeddings report none); a missing or null prompt count, or a null completion count, is NaN (billing counts instead of charging 0)', () => {
     const details = { prompt_tokens: 4, completion_tokens: 9 };
     assert.deepEqual(fromUsage(details), { promptTokens: 4, completionTokens: 9, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, raw: details });
     const u = { completion_tokens: 9 };
     assert.deepEqual(fromUsage(u), { promptTokens: Number.NaN, completionTokens: 9, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, raw: u });
+    const embeddings = { prompt_tokens: 8, total_tokens: 8 };
+    assert.deepEqual(fromUsage(embeddings), { promptTokens: 8, completionTokens: 0, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, raw: embeddings });
     const n = { prompt_tokens: 5, completion_tokens: null };
     assert.deepEqual(fromUsage(n as unknown as OpenAIUsage), { promptTokens: 5, completionTokens: Number.NaN, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, raw: n });
     assert.equal(fromUsage({ prompt_tokens: null, completion_tokens: null } as unknown as OpenAIUsage), null);

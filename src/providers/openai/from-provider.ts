@@ -16,19 +16,16 @@ export function fromUsage(u: OpenAIUsage | null | undefined): Usage | null {
   const completionDetails = u.completion_tokens_details;
   const reasoning = completionDetails !== null && typeof completionDetails === 'object' ? completionDetails.reasoning_tokens : undefined;
   return {
-    // A main count that is absent while the other is present is not believable (NaN): it would bill as 0.
-    promptTokens: mainCount(u.prompt_tokens),
-    completionTokens: mainCount(u.completion_tokens),
+    // A prompt count that is absent or null while usage came is not believable (NaN): it would bill as 0.
+    // An absent completion count is 0: embeddings report none.
+    promptTokens: typeof u.prompt_tokens === 'number' ? u.prompt_tokens : Number.NaN,
+    completionTokens: u.completion_tokens === undefined ? 0 : typeof u.completion_tokens === 'number' ? u.completion_tokens : Number.NaN,
     cachedTokens: count(cached),
     // OpenAI-compatible APIs report no prompt-cache writes (OpenAI's caching has no write charge).
     cacheWriteTokens: 0,
     reasoningTokens: count(reasoning),
     raw: u,
   };
-}
-
-function mainCount(v: unknown): number {
-  return typeof v === 'number' ? v : Number.NaN;
 }
 
 function count(v: unknown): number {
