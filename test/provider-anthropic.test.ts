@@ -247,6 +247,20 @@ test('an error event before anything else fails chatStream itself (failover stil
   assert.ok(err.retryable);
 });
 
+test('an error event or a cut after message_start and pings, before any output, still fails chatStream itself', async () => {
+  up.next({ kind: 'events', events: [started, { type: 'ping' }, errorEvent('overloaded_error', 'Overloaded')] });
+  const busy = await failure(provider.chatStream(call({ stream: true })));
+  assert.equal(busy.status, 529);
+  assert.ok(busy.isSaturated);
+  up.next({ kind: 'events', events: [started, { type: 'ping' }], end: 'cut' });
+  assert.equal((await failure(provider.chatStream(call({ stream: true })))).failure, 'reset');
+  // The start held back while waiting still comes first once output follows.
+  up.next({ kind: 'message', id: 'msg_held', content: [{ type: 'text', text: 'Hi' }] });
+  const events = await collect(call({ stream: true }));
+  assert.deepEqual(events.slice(0, 2).map((e) => e.type), ['start', 'text']);
+  assert.equal(events[0]!.type === 'start' && events[0]!.id, 'msg_held');
+});
+
 test('a stream that ends or is cut before message_stop is a reset', async () => {
   up.next({ kind: 'events', events: [started, ...someText, { type: 'content_block_stop', index: 0 }] });
   assert.equal((await failure(collect(call({ stream: true })))).failure, 'reset');

@@ -1,4 +1,4 @@
-import type { ChatResponse } from '../../types/chat.js';
+import type { ChatResponse, StreamEvent } from '../../types/chat.js';
 import type { ChatCall, ChatStream, EmbeddingsResult, Provider, ProviderDescriptor, ProviderEnv } from '../contract.js';
 import { parseObject, UpstreamHttp } from '../http/transport.js';
 import { UpstreamError } from '../upstream-error.js';
@@ -60,14 +60,21 @@ export class AnthropicProvider implements Provider {
 }
 
 /**
- * Reads until the first event that yields something, so that an upstream failing before it (an
- * error event first, a cut connection) is still an ordinary error and failover still possible.
+ * Reads until the first event that carries more than the stream's start, so that an upstream
+ * failing before it is still an ordinary error and failover still possible. Anthropic sends
+ * message_start (and pings) first, so an error event (overloaded_error) or a cut connection comes
+ * after them; `start` gives the client nothing, so holding it back costs nothing.
  */
 async function openStream(events: AsyncGenerator<string, void, undefined>, conv: StreamConverter): Promise<ChatStream> {
   const converted = convert(events, conv);
-  let first: IteratorResult<ReturnType<StreamConverter['step']>[number], void>;
+  const held: StreamEvent[] = [];
+  let first: IteratorResult<StreamEvent, void>;
   try {
-    first = await converted.next();
+    for (;;) {
+      first = await converted.next();
+      if (first.done === true || first.value.type !== 'start') break;
+      held.push(first.value);
+    }
   } catch (e) {
     await converted.return();
     throw e;
@@ -75,6 +82,7 @@ async function openStream(events: AsyncGenerator<string, void, undefined>, conv:
   return {
     async *[Symbol.asyncIterator]() {
       try {
+        yield* held;
         if (first.done === true) return;
         yield first.value;
         yield* { [Symbol.asyncIterator]: () => converted };
@@ -86,7 +94,7 @@ async function openStream(events: AsyncGenerator<string, void, undefined>, conv:
   };
 }
 
-async function* convert(events: AsyncGenerator<string, void, undefined>, conv: StreamConverter): AsyncGenerator<ReturnType<StreamConverter['step']>[number], void, undefined> {
+async function* convert(events: AsyncGenerator<string, void, undefined>, conv: StreamConverter): AsyncGenerator<StreamEvent, void, undefined> {
   try {
     for await (const data of events) {
       yield* conv.step(parseObject(data, 'an event') as unknown as AnthropicStreamEvent);
