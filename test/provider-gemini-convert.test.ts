@@ -8,7 +8,7 @@ import type { ChatCall } from '../src/providers/contract.js';
 import { fromEmbedResponse, toEmbedRequest, float32Base64 } from '../src/providers/gemini/embeddings.js';
 import { blockedPrompt, fromResponse, fromUsage, GeminiStreamConverter, mapError, mapFinishReason, parseDuration } from '../src/providers/gemini/from-provider.js';
 import { toGeminiParameters, toGeminiSchema } from '../src/providers/gemini/schema.js';
-import { decodeCallId, encodeCallId } from '../src/providers/gemini/tool-ids.js';
+import { decodeCallId, encodeCallId, isGeminiCallId } from '../src/providers/gemini/tool-ids.js';
 import { imagePart, toGeminiRequest, toToolConfig } from '../src/providers/gemini/to-provider.js';
 import type { GeminiResponse } from '../src/providers/gemini/wire.js';
 import { SseDecoder } from '../src/providers/sse.js';
@@ -45,19 +45,27 @@ function replay(name: string): StreamEvent[] {
 
 describe('gemini tool-call ids', () => {
   it('round-trip a thought signature and Gemini ids in characters OpenAI and Anthropic clients keep', () => {
-    const made = encodeCallId({ thoughtSignature: SIG }, () => 'call_abc');
+    const made = encodeCallId({ thoughtSignature: SIG }, () => 'call_abcdefghij0123456789');
     assert.match(made, /^[A-Za-z0-9_-]+$/);
     assert.deepEqual(decodeCallId(made), { thoughtSignature: SIG });
     const theirs = encodeCallId({ geminiId: 'fc:7/x', thoughtSignature: 'not base64 ~!' });
     assert.match(theirs, /^gid_[0-9a-f]+_u[A-Za-z0-9_-]+$/);
     assert.deepEqual(decodeCallId(theirs), { geminiId: 'fc:7/x', thoughtSignature: 'not base64 ~!' });
-    assert.equal(encodeCallId({}, () => 'call_plain'), 'call_plain');
-    assert.deepEqual(decodeCallId('call_plain'), {});
+    assert.equal(encodeCallId({}, () => 'call_plain0123456789abcde'), 'call_plain0123456789abcde');
+    assert.deepEqual(decodeCallId('call_plain0123456789abcde'), {});
+    assert.ok(isGeminiCallId('call_plain0123456789abcde'));
+    assert.match(encodeCallId({}), /^call_[A-Za-z0-9]{20}$/);
   });
   it('ids of other shapes carry nothing', () => {
     assert.deepEqual(decodeCallId('toolu_01A09q90qw90lq917835lq9'), {});
     assert.deepEqual(decodeCallId('call_abc!'), {});
     assert.deepEqual(decodeCallId('gid_zz'), {});
+  });
+  it("other providers' call_ ids are not taken for ours: OpenAI's (24 characters), DeepSeek's (call_0_<uuid>)", () => {
+    for (const id of ['call_Zq4n1yqvG8Ck0KuPJ8z3nYfS', 'call_abc', 'call_0_b1f3c2d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d', 'call_0_u9a8b7c6']) {
+      assert.equal(isGeminiCallId(id), false, id);
+      assert.deepEqual(decodeCallId(id), {}, id);
+    }
   });
 });
 
@@ -92,7 +100,7 @@ describe('gemini request', () => {
   });
 
   it('a tool conversation: function calls with signatures and Gemini ids, responses named from the history', () => {
-    const withSig = encodeCallId({ thoughtSignature: SIG }, () => 'call_A1');
+    const withSig = encodeCallId({ thoughtSignature: SIG }, () => 'call_A1000000000000000000');
     const withId = encodeCallId({ geminiId: 'g-2' });
     const messages: Message[] = [
       { role: 'user', content: 'weather?' },
@@ -141,6 +149,17 @@ describe('gemini request', () => {
       role: 'model',
       parts: [{ functionCall: { name: 'f', args: { a: 1 } }, thoughtSignature: 'skip_thought_signature_validator' }, { functionCall: { name: 'g', args: {} } }],
     });
+    // OpenAI's ids start with call_ too (after a failover from an OpenAI deployment, or a client's transcript).
+    const openai = toGeminiRequest(
+      call({
+        messages: [
+          { role: 'user', content: 'q' },
+          { role: 'assistant', content: null, toolCalls: [{ id: 'call_Zq4n1yqvG8Ck0KuPJ8z3nYfS', name: 'f', arguments: '{}' }] },
+          { role: 'tool', toolCallId: 'call_Zq4n1yqvG8Ck0KuPJ8z3nYfS', content: 'x' },
+        ],
+      }),
+    );
+    assert.deepEqual(openai.contents[1], { role: 'model', parts: [{ functionCall: { name: 'f', args: {} }, thoughtSignature: 'skip_thought_signature_validator' }] });
   });
 
   it('a tool result for an unknown call id is a 400 naming the field', () => {

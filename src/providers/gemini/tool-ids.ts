@@ -10,6 +10,11 @@ import { randomBase62 } from '../../store/ids.js';
 // <signature> is `b` + the signature's bytes in base64url when it is canonical base64 (as Google
 // sends it), else `u` + its UTF-8 in base64url. Every character is in [A-Za-z0-9_-], which
 // OpenAI clients keep verbatim and Anthropic's tool_use id pattern accepts.
+//
+// Only exactly these shapes are ours: OpenAI's own ids are `call_` and 24 characters, and other
+// providers' (`call_0_<uuid>`) can look like a made id followed by a signature. Taken for ours,
+// such a call would go to Gemini without the stand-in signature (Gemini 3 refuses the history)
+// or with a garbage one.
 
 export interface GeminiCallRef {
   /** Gemini's own id for the call, if it gave one. */
@@ -17,10 +22,13 @@ export interface GeminiCallRef {
   thoughtSignature?: string;
 }
 
-const ID = /^(call|gid)_([A-Za-z0-9]+)(?:_([bu])([A-Za-z0-9_-]*))?$/;
+/** How many base62 characters follow `call_` in an id the gateway made. */
+const MADE_LENGTH = 20;
+const ID = new RegExp(`^(?:call_[A-Za-z0-9]{${MADE_LENGTH}}|gid_((?:[0-9a-f]{2})+))(?:_([bu])([A-Za-z0-9_-]*))?$`);
 
+/** Makes the base of an id for a call Gemini gave no id: `call_` and MADE_LENGTH base62 characters. */
 export type IdMaker = () => string;
-export const randomCallId: IdMaker = () => `call_${randomBase62(20)}`;
+export const randomCallId: IdMaker = () => `call_${randomBase62(MADE_LENGTH)}`;
 
 /** The client-facing id of a function call. */
 export function encodeCallId(ref: GeminiCallRef, makeId: IdMaker = randomCallId): string {
@@ -42,13 +50,10 @@ export function decodeCallId(id: string): GeminiCallRef {
   const m = ID.exec(id);
   if (m === null) return {};
   const ref: GeminiCallRef = {};
-  if (m[1] === 'gid') {
-    if (m[2]!.length % 2 !== 0 || !/^[0-9a-f]+$/.test(m[2]!)) return {};
-    ref.geminiId = Buffer.from(m[2]!, 'hex').toString('utf8');
-  }
-  if (m[3] !== undefined) {
-    const raw = Buffer.from(m[4]!, 'base64url');
-    ref.thoughtSignature = m[3] === 'b' ? raw.toString('base64') : raw.toString('utf8');
+  if (m[1] !== undefined) ref.geminiId = Buffer.from(m[1], 'hex').toString('utf8');
+  if (m[2] !== undefined) {
+    const raw = Buffer.from(m[3]!, 'base64url');
+    ref.thoughtSignature = m[2] === 'b' ? raw.toString('base64') : raw.toString('utf8');
   }
   return ref;
 }
