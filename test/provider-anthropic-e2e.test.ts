@@ -460,6 +460,20 @@ describe('usage and billing with prompt caching', () => {
     checkShown(chunks.at(-1)!.usage);
     await checkBilled(k, units('1'), true);
   });
+  test('a prompt billed entirely as cache writes, dearer than input, stays within the hold: billed at cache_write, not distrusted', async () => {
+    // 2000 words of prompt, each reported back as written to the cache, and the whole max_tokens used.
+    const k = await gw.createKey({ credit: '1' });
+    const words = Array.from({ length: 2000 }, () => 'cache').join(' ');
+    const written = { input_tokens: 0, cache_creation_input_tokens: 2000, output_tokens: 100 };
+    upA.next({ kind: 'message', content: [{ type: 'text', text: 'x' }], usage: written });
+    const res = await gw.client(k.key).chat.completions.create({ model: 'claude', max_tokens: 100, messages: [{ role: 'user', content: words }] });
+    const expected = priced({ input: 0, cacheWrite: 2000, output: 100 });
+    assert.equal((res.usage as unknown as Json)['cache_creation_input_tokens'], 2000);
+    const [r] = await usageRows(k.id);
+    assert.equal(r!.cache_write_tokens, 2000);
+    assert.equal(units(r!.cost), expected);
+    assert.equal(units('1') - (await balance(k.accountId)), expected);
+  });
 });
 
 test('an error event mid-stream: the SDK raises it while iterating, after the text; the record bills what was delivered', async () => {

@@ -1,5 +1,5 @@
 import { GatewayError } from '../errors.js';
-import type { ModelRoute } from '../routing/catalog.js';
+import type { ModelRoute, Price } from '../routing/catalog.js';
 import { utcDay, type Limiter, type Subject } from '../limits/types.js';
 import type { Hold, NewHold, Store } from '../store/types.js';
 import { costOf, formatUsd, tokensAffordable } from './money.js';
@@ -17,7 +17,7 @@ export interface HoldPlan {
  * max_output_tokens. 402 when not even the prompt, or the client's own cap, can be covered.
  */
 export function planHold(route: ModelRoute, promptTokens: number, requested: number | null, available: bigint): HoldPlan {
-  const promptCost = costOf(promptTokens + Math.ceil(promptTokens / 10), route.price.input);
+  const promptCost = costOf(promptTokens + Math.ceil(promptTokens / 10), promptPrice(route.price));
   const afford = available >= promptCost ? tokensAffordable(available - promptCost, route.price.output) : 0;
   if (requested !== null) {
     const amount = promptCost + costOf(requested, route.price.output);
@@ -27,6 +27,17 @@ export function planHold(route: ModelRoute, promptTokens: number, requested: num
   const cap = Math.min(afford, route.maxOutputTokens);
   if (available < promptCost || cap < 1) throw insufficient(available, promptCost, afford);
   return { amount: promptCost + costOf(cap, route.price.output), maxTokens: cap };
+}
+
+/**
+ * The dearest way the prompt can be billed: a provider may report every prompt token as a cache
+ * write, which Anthropic prices above input (1.25× for five minutes, 2× for an hour).
+ */
+function promptPrice(p: Price): bigint {
+  let max = p.input;
+  if (p.cachedInput > max) max = p.cachedInput;
+  if (p.cacheWrite > max) max = p.cacheWrite;
+  return max;
 }
 
 function insufficient(available: bigint, promptCost: bigint, afford: number): GatewayError {
