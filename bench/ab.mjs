@@ -10,11 +10,16 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Agent, request } from 'undici';
 
-const [dirA, dirB] = process.argv.slice(2);
+const [dirA, dirB] = process.argv.slice(2).map((d) => resolve(d));
+if (dirB === undefined) {
+  console.error('usage: node bench/ab.mjs <checkout A> <checkout B>');
+  process.exit(2);
+}
 const BLOCKS = Number(process.env.BLOCKS ?? 30), PER = Number(process.env.PER ?? 200);
 const TCK = 100;
 function cpu(pid) { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) / TCK; }
@@ -22,7 +27,7 @@ function start(cmd, args, opts) {
   const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], ...opts });
   return new Promise((res) => { let buf = ''; p.stdout.on('data', (d) => { buf += d; const m = buf.match(/LISTENING (\d+)|http:\/\/127\.0\.0\.1:(\d+)/); if (m) res({ p, port: Number(m[1] ?? m[2]) }); }); });
 }
-const up = await start('node', ['/work/main/bench/upstream.mjs']);
+const up = await start('node', [fileURLToPath(new URL('./upstream.mjs', import.meta.url))]);
 const ADMIN = 'sk-admin-ab-0123456789abcdefghijkl';
 async function gateway(dir) {
   const tmp = mkdtempSync(join(tmpdir(), 'ab-'));
