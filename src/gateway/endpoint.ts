@@ -69,4 +69,9 @@ export interface Endpoint<P> {
   open(p: P, d: Deployment, maxTokens: number | null, signal: AbortSignal): Promise<ChatStream>;
   encoder(p: P, model: string): StreamEncoder;
   renderError(err: GatewayError, traceId: string): RenderedError;
+  /**
+   * The rate-limit headers as this API's clients read them, from the gateway's own
+   * (`x-ratelimit-*`, SPEC §2); absent: sent as they are.
+   */
+  rateHeaders?(h: Record<string, string>): Record<string, string>;
 }

@@ -60,7 +60,7 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
       const b = charge(gw, ctx, r.usage, () => r.delivered());
       // The answer leaves once its settlement is durable: a client that got it has been billed.
       await finish(gw.sinks, ctx, 200, null, b.usage, b.cost);
-      return { status: 200, headers: { ...ex.headers, 'content-type': JSON_TYPE, 'x-request-id': ex.traceId }, body: r.encode(ctx.model, b), release: r.release };
+      return { status: 200, headers: { ...rate(ep, ex), 'content-type': JSON_TYPE, 'x-request-id': ex.traceId }, body: r.encode(ctx.model, b), release: r.release };
     }
     const upstream = await route(ctx, (d, signal) => ep.open(p, d, ctx.maxTokens, signal));
     const frames = relay(upstream, ep.encoder(p, ctx.model), {
@@ -72,7 +72,7 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
       onFirstFrame: () => (ctx.ttftMs = performance.now() - ex.started),
       settle: (o) => settleStream(gw, ctx, o),
     });
-    return { status: 200, headers: { ...ex.headers, ...SSE_HEADERS, 'x-request-id': ex.traceId }, frames };
+    return { status: 200, headers: { ...rate(ep, ex), ...SSE_HEADERS, 'x-request-id': ex.traceId }, frames };
   } catch (e) {
     // The client went away: nobody to answer.
     if (e instanceof UpstreamError && e.failure === 'aborted') {
@@ -128,5 +128,10 @@ function failure(e: unknown): [number, string, null, bigint] {
 function errorReply<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange, e: unknown): Reply {
   if (!isGatewayError(e)) gw.log.error({ err: e, traceId: ex.traceId }, 'request failed');
   const r = ep.renderError(ex.judge(isGatewayError(e) ? e : new GatewayError('internal')), ex.traceId);
-  return { status: r.status, headers: { ...ex.headers, ...r.headers }, body: r.body };
+  return { status: r.status, headers: { ...rate(ep, ex), ...r.headers }, body: r.body };
+}
+
+/** The rate-limit headers every response carries (SPEC §2), in the endpoint's words. */
+function rate<P>(ep: Endpoint<P>, ex: Exchange): Record<string, string> {
+  return ep.rateHeaders === undefined ? ex.headers : ep.rateHeaders(ex.headers);
 }
