@@ -91,6 +91,7 @@ export async function* relay(stream: ChatStream, enc: StreamEncoder, o: RelayOpt
         open.delete(ev.choice);
         break;
       case 'start':
+      case 'native':
         break;
       default:
         open.add(ev.choice);

@@ -66,10 +66,15 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
     else writeBody(res, out.status, out.headers, out.body, out.release);
   };
 
-  app.post('/v1/chat/completions', serve(openAIChat));
-  methodNotAllowed(app, '/v1/chat/completions', ['POST']);
-  app.post('/v1/embeddings', serve(openAIEmbeddings));
-  methodNotAllowed(app, '/v1/embeddings', ['POST']);
+  // The pipeline's endpoints: a client API is a descriptor (src/protocols/<api>/) and a line here.
+  const endpoints: [path: string, handler: ReturnType<typeof serve>][] = [
+    ['/v1/chat/completions', serve(openAIChat)],
+    ['/v1/embeddings', serve(openAIEmbeddings)],
+  ];
+  for (const [path, handler] of endpoints) {
+    app.post(path, handler);
+    methodNotAllowed(app, path, ['POST']);
+  }
 
   /** Authenticates, and gives the response the key's rate-limit headers (SPEC §2: every response). */
   const keyOf = async (req: FastifyRequest, reply: FastifyReply) => {

@@ -89,7 +89,12 @@ export interface ChatRequest {
    * that protocol sends it on unchanged but for the model, the output cap and the stream options,
    * so that nothing the typed form does not model is lost (content parts, provider extensions).
    */
-  source?: { protocol: ClientProtocol; body: JsonObject };
+  source?: {
+    protocol: ClientProtocol;
+    body: JsonObject;
+    /** The client's protocol headers a same-protocol provider forwards (`anthropic-version`, `anthropic-beta`), names in lower case. */
+    headers?: Record<string, string>;
+  };
 }
 
 /** The client protocols the gateway serves. */
@@ -135,6 +140,13 @@ export interface ChatResponse {
   usage: Usage | null;
   /** Top-level fields the typed form does not model (OpenAI `system_fingerprint`, `service_tier`). */
   extra?: JsonObject;
+  /**
+   * The provider's answer as it came, when the provider speaks the client's protocol (a request
+   * passed through): that protocol's encoder sends it on (with the client's model name), so
+   * nothing the typed form does not model is lost. The typed fields are filled all the same
+   * (billing counts them).
+   */
+  native?: { protocol: ClientProtocol; body: JsonObject };
 }
 
 /**
@@ -155,4 +167,11 @@ export type StreamEvent =
   | { type: 'tool_call_delta'; choice: number; index: number; arguments: string }
   | { type: 'finish'; choice: number; reason: FinishReason }
   /** The provider's usage, numbers as reported (billing decides whether to believe them); may come more than once, the last counts. */
-  | { type: 'usage'; usage: Usage };
+  | { type: 'usage'; usage: Usage }
+  /**
+   * One upstream SSE event as it came, when the provider speaks the client's protocol (a request
+   * passed through). That protocol's encoder writes these (with the client's model name) and
+   * ignores the typed events, which come beside them for billing and the output cap; every
+   * other encoder ignores these.
+   */
+  | { type: 'native'; protocol: ClientProtocol; event: string | null; data: string };

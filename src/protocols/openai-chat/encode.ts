@@ -74,6 +74,7 @@ export class ChunkEncoder {
       case 'reasoning_signature':
       case 'reasoning_redacted':
       case 'usage':
+      case 'native':
         return null;
       case 'tool_call_start':
         return this.chunk(ev.choice, { tool_calls: [{ index: ev.index, id: ev.id, type: 'function', function: { name: ev.name, arguments: '' } }] });
