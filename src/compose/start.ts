@@ -59,6 +59,7 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
     maxConcurrentRequests: config.server.max_concurrent_requests,
     authFailuresPerMinute: config.server.auth_failures_per_minute,
     trustProxy: config.server.trust_proxy,
+    corsOrigins: config.server.cors_origins,
     log,
   });
   // Each request's outcome: billing settles and records it, limits release what it took.

@@ -48,6 +48,8 @@ const server = z
      * only behind a proxy that overwrites the header), or the proxies' addresses and CIDRs.
      */
     trust_proxy: z.union([z.boolean(), z.array(z.string().min(1))]).default(false),
+    /** Origins browsers may call /v1 from, exactly as the browser sends them (`https://app.example.com`); `["*"]`: any. */
+    cors_origins: z.array(z.union([z.literal('*'), z.url({ protocol: /^https?$/ }).regex(/^[^/]+\/\/[^/]+$/, 'expected an origin: scheme://host[:port], no path')])).default([]),
     /** On SIGTERM: how long in-flight requests may take before they are cut. */
     shutdown_timeout_ms: z.number().int().nonnegative().default(30_000),
     /** One non-streamed upstream body (an embeddings answer can legitimately be ~100 MB); over it: 502. */

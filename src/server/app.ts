@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { AuthFailures, type JudgeAuthFailure } from '../auth/failures.js';
 import { GatewayError, isGatewayError } from '../errors.js';
+import { registerCors } from './cors.js';
 import { methodNotAllowed } from './method-not-allowed.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { registerAdminRoutes } from './admin-routes.js';
@@ -20,6 +21,8 @@ export interface AppOptions {
   maxConcurrentRequests: number;
   authFailuresPerMinute: number;
   trustProxy: boolean | string[];
+  /** Origins browsers may call /v1 from (`*`: any); empty: none. */
+  corsOrigins: readonly string[];
   log: Logger;
 }
 
@@ -105,6 +108,7 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
     app.server.emit('request', req, res);
   });
 
+  registerCors(app, opts.corsOrigins);
   registerV1Routes(app, gateway, { maxConcurrent: opts.maxConcurrentRequests, judge });
   registerAdminRoutes(app, gateway.store, opts.adminHash);
   app.get('/health', async () => ({ status: 'ok' }));
