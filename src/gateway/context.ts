@@ -32,7 +32,7 @@ export interface RequestContext<P> {
   key: ApiKey;
   /** parse: the model the client named, as it named it. */
   model: string;
-  /** resolve */
+  /** resolve; narrowed after validate when the endpoint says only some deployments may serve the request. */
   route: ModelRoute | null;
   /** validate */
   request: P | null;

@@ -1,7 +1,7 @@
 import type { Bill } from '../billing/bill.js';
 import type { GatewayError } from '../errors.js';
 import type { ChatStream } from '../providers/contract.js';
-import type { Deployment } from '../routing/catalog.js';
+import type { Deployment, ModelRoute } from '../routing/catalog.js';
 import type { JsonObject, StreamEvent, Usage } from '../types/chat.js';
 
 // What differs between the endpoints of the request pipeline (pipeline.ts): one descriptor per
@@ -62,6 +62,12 @@ export interface Endpoint<P> {
   /** The whole request checked (400 naming the field) and read into the endpoint's terms. */
   validate(body: JsonObject, model: string): P;
   stream(p: P): boolean;
+  /**
+   * The deployments that may serve this request, from the model's (absent: all of them). A
+   * request that continues state one deployment keeps (OpenAI Responses' `previous_response_id`)
+   * narrows them to that one; failover then tries only what is left.
+   */
+  narrow?(p: P, route: ModelRoute): Promise<ModelRoute>;
   estimate(p: P): Estimate;
   /** One attempt at a deployment, not streamed. */
   call(p: P, d: Deployment, maxTokens: number | null, signal: AbortSignal): Promise<EndpointResult>;

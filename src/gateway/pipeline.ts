@@ -44,6 +44,7 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
     const route = (ctx.route = resolveModel(gw.catalog, parsed.model));
     authorize(ctx.key, route.id);
     p = ctx.request = ep.validate(parsed.body, parsed.model);
+    if (ep.narrow !== undefined) ctx.route = await ep.narrow(p, route);
     ctx.stream = ep.stream(p);
     const estimate = (ctx.estimate = ep.estimate(p));
     await admit(gw, ctx, estimate);

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { ChatRequest, ChatResponse, JsonObject, StreamEvent, Usage } from '../types/chat.js';
+import type { ChatRequest, ChatResponse, ClientProtocol, JsonObject, StreamEvent, Usage } from '../types/chat.js';
 import type { RawResult } from './types.js';
 import type { UpstreamLimits } from './whole-body.js';
 
@@ -45,6 +45,12 @@ export interface Provider {
   readonly type: string;
   /** Strings a client must never see in an upstream message: the provider's credential and host. */
   readonly secrets: readonly string[];
+  /**
+   * Client protocols whose requests this provider sends on as they came (ChatRequest.source),
+   * answering with `native` forms. Requests that need the upstream's own state (Responses'
+   * `previous_response_id`) can go only to such providers. Absent: none.
+   */
+  readonly nativeProtocols?: readonly ClientProtocol[];
   chat(call: ChatCall): Promise<ChatResponse>;
   chatStream(call: ChatCall): Promise<ChatStream>;
   embeddings(call: EmbeddingsCall): Promise<EmbeddingsResult>;

@@ -13,6 +13,7 @@ import type { Gateway } from '../gateway/gateway.js';
 import { handle } from '../gateway/pipeline.js';
 import { openAIChat } from '../protocols/openai-chat/endpoint.js';
 import { openAIEmbeddings } from '../protocols/openai-embeddings/endpoint.js';
+import { openAIResponses } from '../protocols/openai-responses/endpoint.js';
 import { writeBody, writeFrames } from './write-reply.js';
 import { resolveModel } from '../gateway/resolve-model.js';
 import type { JudgeAuthFailure } from '../auth/failures.js';
@@ -70,6 +71,7 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
   const endpoints: [path: string, handler: ReturnType<typeof serve>][] = [
     ['/v1/chat/completions', serve(openAIChat)],
     ['/v1/embeddings', serve(openAIEmbeddings)],
+    ['/v1/responses', serve(openAIResponses(gw.store))],
   ];
   for (const [path, handler] of endpoints) {
     app.post(path, handler);

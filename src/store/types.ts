@@ -243,4 +243,19 @@ export interface Store {
   firstStart(input: FirstStart): Promise<{ setting: string | null; accountCreated: boolean }>;
   getSetting(name: string): Promise<string | null>;
   setSetting(name: string, value: string): Promise<void>;
+
+  /**
+   * Notes which deployment created an upstream's stateful response (OpenAI Responses, SPEC §6),
+   * so that requests continuing it (`previous_response_id`) reach that deployment from any
+   * replica until `expiresAt` (epoch ms). Writing an id again replaces the entry.
+   */
+  rememberResponse(id: string, where: ResponseOrigin, expiresAt: number): Promise<void>;
+  /** The deployment that created the response, or null when unknown or expired at `now`. */
+  findResponse(id: string, now: number): Promise<ResponseOrigin | null>;
+}
+
+/** A deployment: the provider's name in the config and its model there. */
+export interface ResponseOrigin {
+  provider: string;
+  upstreamModel: string;
 }

@@ -803,6 +803,33 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
       });
     });
 
+    describe('response origins (previous_response_id routing)', () => {
+      test('an id remembered is found with its deployment until it expires; an unknown id is not', async () => {
+        const id = uniq('resp');
+        const now = Date.now();
+        await store.rememberResponse(id, { provider: 'native-a', upstreamModel: 'gpt-x' }, now + 1000);
+        assert.deepEqual(await store.findResponse(id, now), { provider: 'native-a', upstreamModel: 'gpt-x' });
+        assert.deepEqual(await store.findResponse(id, now + 999), { provider: 'native-a', upstreamModel: 'gpt-x' });
+        assert.equal(await store.findResponse(id, now + 1000), null);
+        assert.equal(await store.findResponse(uniq('resp'), now), null);
+      });
+
+      test('remembering an id again replaces its deployment and expiry', async () => {
+        const id = uniq('resp');
+        const now = Date.now();
+        await store.rememberResponse(id, { provider: 'a', upstreamModel: 'm1' }, now + 10);
+        await store.rememberResponse(id, { provider: 'b', upstreamModel: 'm2' }, now + 100_000);
+        assert.deepEqual(await store.findResponse(id, now + 50), { provider: 'b', upstreamModel: 'm2' });
+      });
+
+      test('ids remembered concurrently are each found', async () => {
+        const ids = Array.from({ length: 20 }, () => uniq('resp'));
+        const until = Date.now() + 60_000;
+        await Promise.all(ids.map((id, i) => store.rememberResponse(id, { provider: `p${i}`, upstreamModel: 'm' }, until)));
+        for (const [i, id] of ids.entries()) assert.equal((await store.findResponse(id, Date.now()))?.provider, `p${i}`);
+      });
+    });
+
     if (opts.sharedDatabase === true) {
       describe('a second connection to the same database', () => {
         let second: Store;
@@ -921,6 +948,12 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
           assert.equal(recs[0]!.errorType, null);
           assert.equal(recs[0]!.cost, 25n);
           await assertBooks(x.accountId, { balance: 75n, held: 0n });
+        });
+
+        test('a response remembered through one connection is found through the other (another replica)', async () => {
+          const id = uniq('resp');
+          await store.rememberResponse(id, { provider: 'native-a', upstreamModel: 'gpt-x' }, Date.now() + 60_000);
+          assert.deepEqual(await second.findResponse(id, Date.now()), { provider: 'native-a', upstreamModel: 'gpt-x' });
         });
 
         test('data survives closing and reopening', async () => {

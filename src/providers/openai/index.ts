@@ -1,4 +1,4 @@
-import type { ChatResponse, StreamEvent } from '../../types/chat.js';
+import type { ChatResponse, ClientProtocol, JsonObject, StreamEvent } from '../../types/chat.js';
 import type { ChatCall, ChatStream, EmbeddingsCall, Provider, ProviderDescriptor } from '../contract.js';
 import { parseObject, UpstreamHttp } from '../http/transport.js';
 import { parseSpan, scanObject } from '../raw-json.js';
@@ -7,6 +7,7 @@ import { UpstreamError } from '../upstream-error.js';
 import type { HeldBody, UpstreamLimits } from '../whole-body.js';
 import { openaiSchema, type OpenAIProviderConfig } from './config.js';
 import { ChunkReader, fromCompletion, fromUsage } from './from-provider.js';
+import { fromResponse, ResponsesEventReader, toResponsesBody } from './responses.js';
 import { toChatBody } from './to-provider.js';
 import type { OpenAIChunk, OpenAICompletion } from './wire.js';
 
@@ -15,6 +16,7 @@ export class OpenAIProvider implements Provider {
   readonly type = 'openai';
   private readonly http: UpstreamHttp;
   readonly secrets: readonly string[];
+  readonly nativeProtocols: readonly ClientProtocol[];
 
   constructor(
     readonly name: string,
@@ -23,9 +25,18 @@ export class OpenAIProvider implements Provider {
   ) {
     this.http = new UpstreamHttp(cfg, limits);
     this.secrets = this.http.secrets;
+    this.nativeProtocols = cfg.responses === 'native' ? ['openai-chat', 'openai-responses'] : ['openai-chat'];
+  }
+
+  /** The client's Responses body, when this deployment takes Responses requests as they came. */
+  private responsesBody(call: ChatCall): JsonObject | null {
+    const source = call.request.source;
+    return source?.protocol === 'openai-responses' && this.nativeProtocols.includes('openai-responses') ? source.body : null;
   }
 
   chat(call: ChatCall): Promise<ChatResponse> {
+    const native = this.responsesBody(call);
+    if (native !== null) return this.http.json('/responses', toResponsesBody(call, native, false), call.signal, parseResponse);
     return this.http.json('/chat/completions', toChatBody(call, false), call.signal, parseWhole);
   }
 
@@ -34,6 +45,8 @@ export class OpenAIProvider implements Provider {
   }
 
   async chatStream(call: ChatCall): Promise<ChatStream> {
+    const native = this.responsesBody(call);
+    if (native !== null) return openStream(responsesEvents(await this.http.stream('/responses', toResponsesBody(call, native, true), call.signal)));
     return openStream(events(await this.http.stream('/chat/completions', toChatBody(call, true), call.signal)));
   }
 
@@ -93,8 +106,33 @@ async function* events(data: AsyncGenerator<string, void, undefined>): AsyncGene
   if (!reader.finished) throw new UpstreamError('reset', 'upstream stream ended early');
 }
 
-/** A chat completion: small, parsed whole; its buffer goes back to the budget once parsed. */
-function parseWhole(held: HeldBody): ChatResponse {
+/** The events of a Responses stream, up to its terminal event (it sends no `[DONE]`). */
+async function* responsesEvents(data: AsyncGenerator<string, void, undefined>): AsyncGenerator<StreamEvent, void, undefined> {
+  const reader = new ResponsesEventReader();
+  const out: StreamEvent[] = [];
+  try {
+    for await (const text of data) {
+      if (text === '[DONE]') break;
+      const event = parseObject(text, 'an event');
+      reader.read(text, event, out);
+      for (const ev of out) yield ev;
+      out.length = 0;
+      const failed = reader.failure(event, text);
+      if (failed !== null) throw failed;
+      if (reader.finished) return;
+    }
+  } finally {
+    await data.return();
+  }
+  if (!reader.finished) throw new UpstreamError('reset', 'upstream stream ended early');
+}
+
+/** A Response object, parsed whole. */
+function parseResponse(held: HeldBody): ChatResponse {
+  return fromResponse(parseHeld(held));
+}
+
+function parseHeld(held: HeldBody): JsonObject {
   let v: unknown;
   try {
     v = JSON.parse(held.bytes.toString('utf8'));
@@ -104,7 +142,12 @@ function parseWhole(held: HeldBody): ChatResponse {
     held.release();
   }
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new UpstreamError('protocol', 'upstream sent a body that is not a JSON object');
-  return fromCompletion(v as OpenAICompletion);
+  return v as JsonObject;
+}
+
+/** A chat completion: small, parsed whole; its buffer goes back to the budget once parsed. */
+function parseWhole(held: HeldBody): ChatResponse {
+  return fromCompletion(parseHeld(held) as OpenAICompletion);
 }
 
 /** An embeddings answer: kept as bytes, only its top level read (see scanObject). */

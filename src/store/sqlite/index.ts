@@ -18,6 +18,7 @@ import type {
   NewHold,
   NewKey,
   PlannedHoldResult,
+  ResponseOrigin,
   Settlement,
   Store,
   StoreLog,
@@ -696,5 +697,24 @@ export class SqliteStore implements Store {
 
   async setSetting(name: string, value: string): Promise<void> {
     await this.write(() => this.s.setSetting.run(name, value));
+  }
+
+  rememberResponse(id: string, where: ResponseOrigin, expiresAt: number): Promise<void> {
+    // Each write also drops a few expired rows: the table keeps about 30 days without a sweeper.
+    return this.group.run(() => {
+      this.stmt('DELETE FROM response_origins WHERE id IN (SELECT id FROM response_origins WHERE expires_at <= ? LIMIT 8)').run(Date.now());
+      this.stmt(
+        'INSERT INTO response_origins (id, provider, upstream_model, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET provider = excluded.provider, upstream_model = excluded.upstream_model, expires_at = excluded.expires_at',
+      ).run(id, where.provider, where.upstreamModel, expiresAt);
+    });
+  }
+
+  async findResponse(id: string, now: number): Promise<ResponseOrigin | null> {
+    // A remembered id may still be queued in this turn's group commit.
+    this.group.flush();
+    const row = this.stmt('SELECT provider, upstream_model FROM response_origins WHERE id = ? AND expires_at > ?').get(id, now) as
+      | { provider: string; upstream_model: string }
+      | undefined;
+    return row === undefined ? null : { provider: row.provider, upstreamModel: row.upstream_model };
   }
 }

@@ -100,4 +100,18 @@ ALTER TABLE usage ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE usage ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
 `,
   },
+  {
+    version: 4,
+    name: 'response origins: which deployment created a stateful response',
+    // Expired rows are deleted as new ones are written (by the expiry index), so the table holds about 30 days of responses.
+    sql: `
+CREATE TABLE response_origins (
+  id TEXT PRIMARY KEY,
+  provider TEXT NOT NULL,
+  upstream_model TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE INDEX response_origins_expiry ON response_origins(expires_at);
+`,
+  },
 ];
