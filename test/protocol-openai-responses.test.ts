@@ -287,6 +287,20 @@ describe('native (responses: native deployments)', () => {
     });
   }
 
+  test('a continuation is held for the conversation the gateway cannot see: a large stored prompt is billed as reported', async () => {
+    const a = await account();
+    natA.script = natB.script = () => ({ kind: 'answer', text: 'Noted.', usage: { input: 5, output: 2 } });
+    const first = await a.sdk.responses.create({ model: 'nat', input: 'Remember this.' });
+    // The upstream replays a long stored conversation: far more input than the body shows.
+    natA.script = natB.script = () => ({ kind: 'answer', text: 'Still here.', usage: { input: 90_000, output: 3 } });
+    await a.sdk.responses.create({ model: 'nat', input: 'And?', previous_response_id: first.id });
+    const recs = await records(a.keyId);
+    assert.equal(recs.length, 2);
+    const costs = recs.map((r) => parseUsd(r['cost'] as string)!).sort((x, y) => (x < y ? -1 : 1));
+    assert.deepEqual(costs, [cost(5, 2), cost(90_000, 3)]);
+    assert.equal(await balance(a.accountId), 10_000_000_000n - cost(5, 2) - cost(90_000, 3));
+  });
+
   test('a mid-stream response.failed reaches the client (the SDK raises) and is billed from its usage', async () => {
     const a = await account();
     natA.script = natB.script = () => ({ kind: 'failed', usage: { input: 13, output: 4 } });

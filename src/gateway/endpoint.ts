@@ -68,7 +68,8 @@ export interface Endpoint<P> {
    * narrows them to that one; failover then tries only what is left.
    */
   narrow?(p: P, route: ModelRoute): Promise<ModelRoute>;
-  estimate(p: P): Estimate;
+  /** What the request may cost; `route` is the model's (its context window bounds what the request cannot show, such as a stored conversation). */
+  estimate(p: P, route: ModelRoute): Estimate;
   /** One attempt at a deployment, not streamed. */
   call(p: P, d: Deployment, maxTokens: number | null, signal: AbortSignal): Promise<EndpointResult>;
   /** One attempt at a deployment, streamed: resolves once the upstream has accepted (its first event). */

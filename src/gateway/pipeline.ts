@@ -46,7 +46,7 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
     p = ctx.request = ep.validate(parsed.body, parsed.model);
     if (ep.narrow !== undefined) ctx.route = await ep.narrow(p, route);
     ctx.stream = ep.stream(p);
-    const estimate = (ctx.estimate = ep.estimate(p));
+    const estimate = (ctx.estimate = ep.estimate(p, ctx.route));
     await admit(gw, ctx, estimate);
     await hold(gw, ctx, route, estimate);
   } catch (e) {

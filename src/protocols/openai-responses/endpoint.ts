@@ -4,7 +4,7 @@ import { badRequest } from '../../errors.js';
 import type { Endpoint, EndpointResult, StreamEncoder } from '../../gateway/endpoint.js';
 import { parseJsonBody, requireModel } from '../../gateway/validate-chat.js';
 import type { ChatStream } from '../../providers/contract.js';
-import type { Deployment } from '../../routing/catalog.js';
+import type { Deployment, ModelRoute } from '../../routing/catalog.js';
 import type { Store } from '../../store/types.js';
 import type { ChatRequest, ChatResponse, JsonObject, StreamEvent } from '../../types/chat.js';
 import { bearer } from '../openai-chat/endpoint.js';
@@ -55,7 +55,7 @@ export function openAIResponses(origins: ResponseOrigins): Endpoint<ResponsesInp
       return { body, params, request, nativeOnly: needsNative(body) };
     },
     stream: (p) => p.params.stream,
-    estimate: (p) => ({ promptTokens: estimateChatTokens(p.request), maxOutput: p.params.maxOutput, choices: 1 }),
+    estimate: (p, route) => ({ promptTokens: promptEstimate(p.request, route), maxOutput: p.params.maxOutput, choices: 1 }),
 
     /**
      * A request that only a native deployment can serve goes only to those; one continuing a
@@ -179,4 +179,19 @@ class ResponsesEncoder implements StreamEncoder {
   error(err: Parameters<StreamEncoder['error']>[0], traceId: string): string {
     return this.of(null).error(err, traceId);
   }
+}
+
+/** Prompt tokens a continuation may bring that the body does not show (the stored conversation), when the model has no context_window. */
+const UNSEEN_CONVERSATION_TOKENS = 128_000;
+
+/**
+ * What the prompt may cost. A continuation (`previous_response_id`) carries a conversation the
+ * gateway never sees, so its hold covers the model's whole context window: the upstream's usage
+ * must fit the hold to be billed as reported.
+ */
+function promptEstimate(request: ChatRequest, route: ModelRoute): number {
+  const seen = estimateChatTokens(request);
+  const previous = request.source?.body['previous_response_id'];
+  if (typeof previous !== 'string') return seen;
+  return Math.max(seen, route.contextWindow ?? UNSEEN_CONVERSATION_TOKENS);
 }
