@@ -5,7 +5,7 @@
 // `ping` may come anywhere after message_start. Throws naming the first event that breaks a rule.
 import assert from 'node:assert/strict';
 
-type Ev = { type: string; [k: string]: unknown };
+type Ev = Record<string, unknown>;
 
 const DELTA_OF: Record<string, string[]> = {
   text: ['text_delta', 'citations_delta'],
@@ -16,8 +16,8 @@ const DELTA_OF: Record<string, string[]> = {
 
 export function assertGrammar(events: readonly Ev[]): void {
   assert.ok(events.length >= 3, 'a stream has at least message_start, message_delta and message_stop');
-  const at = (i: number): string => `event ${i} (${events[i]!.type})`;
-  assert.equal(events[0]!.type, 'message_start', 'the first event is message_start');
+  const at = (i: number): string => `event ${i} (${String(events[i]!['type'])})`;
+  assert.equal(events[0]!['type'], 'message_start', 'the first event is message_start');
   const message = events[0]!['message'] as { usage?: { input_tokens?: unknown }; content?: unknown[] };
   assert.equal(typeof message.usage?.input_tokens, 'number', 'message_start carries input_tokens');
   assert.deepEqual(message.content, [], 'message_start has no content yet');
@@ -26,7 +26,7 @@ export function assertGrammar(events: readonly Ev[]): void {
   let deltaSeen = false;
   for (let i = 1; i < events.length; i++) {
     const ev = events[i]!;
-    switch (ev.type) {
+    switch (ev['type']) {
       case 'ping':
         break;
       case 'message_start':
@@ -34,7 +34,7 @@ export function assertGrammar(events: readonly Ev[]): void {
         break;
       case 'content_block_start': {
         assert.ok(!deltaSeen, `${at(i)}: a block after message_delta`);
-        assert.equal(open, null, `${at(i)}: block ${String(open?.index)} was not stopped before the next started`);
+        assert.ok(open === null, `${at(i)}: block ${String(open === null ? '' : open.index)} was not stopped before the next started`);
         assert.equal(ev['index'], next, `${at(i)}: block indices are contiguous from 0`);
         const block = ev['content_block'] as { type: string };
         open = { index: next++, type: block.type };
@@ -52,7 +52,7 @@ export function assertGrammar(events: readonly Ev[]): void {
         open = null;
         break;
       case 'message_delta': {
-        assert.equal(open, null, `${at(i)}: message_delta while block ${String(open?.index)} is open`);
+        assert.ok(open === null, `${at(i)}: message_delta while block ${String(open === null ? '' : open.index)} is open`);
         assert.ok(!deltaSeen, `${at(i)}: a second message_delta`);
         deltaSeen = true;
         const d = ev['delta'] as { stop_reason?: unknown };
@@ -69,7 +69,7 @@ export function assertGrammar(events: readonly Ev[]): void {
         assert.fail(`${at(i)}: not an event of the grammar`);
     }
   }
-  assert.equal(events[events.length - 1]!.type, 'message_stop', 'the last event is message_stop');
+  assert.equal(events[events.length - 1]!['type'], 'message_stop', 'the last event is message_stop');
 }
 
 /** Parses SSE text into `[event name, data]` pairs, asserting each event's name repeats its data's `type`. */
@@ -81,7 +81,7 @@ export function parseFrames(text: string): Ev[] {
     const name = lines.find((l) => l.startsWith('event: '))?.slice(7);
     const data = lines.filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
     const ev = JSON.parse(data) as Ev;
-    assert.equal(name, ev.type, `the event name repeats the data's type: ${raw}`);
+    assert.equal(name, ev['type'], `the event name repeats the data's type: ${raw}`);
     out.push(ev);
   }
   return out;

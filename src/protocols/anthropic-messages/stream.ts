@@ -91,7 +91,8 @@ export class MessagesStreamEncoder implements StreamEncoder {
     }
   }
 
-  capped(): string {
+  /** Anthropic streams have one choice: whichever choices were open, the open block is the one to stop. */
+  capped(_open: readonly number[] = [0]): string {
     this.capped_ = true;
     if (this.native) {
       let out = '';
