@@ -59,8 +59,12 @@ export interface Endpoint<P> {
   credential(h: RequestHeaders): string | undefined;
   /** The body as JSON and the model it names; 400 when it is neither. */
   parse(raw: string | undefined): { model: string; body: JsonObject };
-  /** The whole request checked (400 naming the field) and read into the endpoint's terms. */
-  validate(body: JsonObject, model: string): P;
+  /**
+   * The whole request checked (400 naming the field) and read into the endpoint's terms. The
+   * headers are there for protocols whose headers a same-protocol upstream must see
+   * (`anthropic-version`, `anthropic-beta`: ChatRequest.source.headers).
+   */
+  validate(body: JsonObject, model: string, headers: RequestHeaders): P;
   stream(p: P): boolean;
   /**
    * The deployments that may serve this request, from the model's (absent: all of them). A
@@ -81,4 +85,6 @@ export interface Endpoint<P> {
    * (`x-ratelimit-*`, SPEC §2); absent: sent as they are.
    */
   rateHeaders?(h: Record<string, string>): Record<string, string>;
+  /** A header this API's SDKs read the trace id from (Anthropic's `request-id`), sent beside `x-request-id`. */
+  readonly traceHeader?: string;
 }

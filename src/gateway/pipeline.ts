@@ -43,7 +43,7 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
     ctx.model = parsed.model;
     const route = (ctx.route = resolveModel(gw.catalog, parsed.model));
     authorize(ctx.key, route.id);
-    p = ctx.request = ep.validate(parsed.body, parsed.model);
+    p = ctx.request = ep.validate(parsed.body, parsed.model, ex.requestHeaders);
     if (ep.narrow !== undefined) ctx.route = await ep.narrow(p, route);
     ctx.stream = ep.stream(p);
     const estimate = (ctx.estimate = ep.estimate(p, ctx.route));
@@ -61,7 +61,7 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
       const b = charge(gw, ctx, r.usage, () => r.delivered());
       // The answer leaves once its settlement is durable: a client that got it has been billed.
       await finish(gw.sinks, ctx, 200, null, b.usage, b.cost);
-      return { status: 200, headers: { ...rate(ep, ex), 'content-type': JSON_TYPE, 'x-request-id': ex.traceId }, body: r.encode(ctx.model, b), release: r.release };
+      return { status: 200, headers: { ...rate(ep, ex), 'content-type': JSON_TYPE, ...trace(ep, ex) }, body: r.encode(ctx.model, b), release: r.release };
     }
     const upstream = await route(ctx, (d, signal) => ep.open(p, d, ctx.maxTokens, signal));
     const frames = relay(upstream, ep.encoder(p, ctx.model), {
@@ -73,7 +73,7 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
       onFirstFrame: () => (ctx.ttftMs = performance.now() - ex.started),
       settle: (o) => settleStream(gw, ctx, o),
     });
-    return { status: 200, headers: { ...rate(ep, ex), ...SSE_HEADERS, 'x-request-id': ex.traceId }, frames };
+    return { status: 200, headers: { ...rate(ep, ex), ...SSE_HEADERS, ...trace(ep, ex) }, frames };
   } catch (e) {
     // The client went away: nobody to answer.
     if (e instanceof UpstreamError && e.failure === 'aborted') {
@@ -130,6 +130,11 @@ function errorReply<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange, e: unknown): 
   if (!isGatewayError(e)) gw.log.error({ err: e, traceId: ex.traceId }, 'request failed');
   const r = ep.renderError(ex.judge(isGatewayError(e) ? e : new GatewayError('internal')), ex.traceId);
   return { status: r.status, headers: { ...rate(ep, ex), ...r.headers }, body: r.body };
+}
+
+/** The trace id, in the endpoint's own header too when its SDKs read another. */
+function trace<P>(ep: Endpoint<P>, ex: Exchange): Record<string, string> {
+  return ep.traceHeader === undefined ? { 'x-request-id': ex.traceId } : { 'x-request-id': ex.traceId, [ep.traceHeader]: ex.traceId };
 }
 
 /** The rate-limit headers every response carries (SPEC §2), in the endpoint's words. */

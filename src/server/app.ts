@@ -10,6 +10,7 @@ import { methodNotAllowed } from './method-not-allowed.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { registerAdminRoutes } from './admin-routes.js';
 import { renderError } from '../protocols/openai-chat/render-error.js';
+import { rendererFor } from './error-shape.js';
 import { registerV1Routes } from './v1-routes.js';
 
 export interface AppOptions {
@@ -100,7 +101,7 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
   // connection after it, the client not having sent the body.
   app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
     if (Number(req.headers['content-length']) > opts.bodyLimit) {
-      const r = renderError(new GatewayError('payload_too_large'), traceId());
+      const r = rendererFor(req.url ?? '/', req.headers)(new GatewayError('payload_too_large'), traceId());
       res.writeHead(r.status, { ...r.headers, 'content-length': String(Buffer.byteLength(r.body)) }).end(r.body);
       return;
     }
@@ -129,6 +130,7 @@ function answerMalformed(err: NodeJS.ErrnoException, socket: Duplex): void {
       : err.code === 'HPE_HEADER_OVERFLOW'
         ? new GatewayError('headers_too_large')
         : new GatewayError('invalid_request', { message: 'The request is not valid HTTP' });
+  // No request was read, so no path to choose the shape by: SPEC §3's.
   const r = renderError(e, traceId());
   if (socket.writable) {
     const head = Object.entries({ ...r.headers, 'content-length': String(Buffer.byteLength(r.body)), connection: 'close' })
@@ -153,7 +155,7 @@ function toGatewayError(err: FastifyError | GatewayError, req: FastifyRequest): 
 }
 
 function sendError(req: FastifyRequest, reply: FastifyReply, err: GatewayError): void {
-  const r = renderError(err, req.id);
+  const r = rendererFor(req.url, req.headers)(err, req.id);
   if (!req.raw.complete) drainBody(req.raw, reply);
   void reply.code(r.status).headers(r.headers).send(r.body);
 }

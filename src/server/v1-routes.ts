@@ -18,7 +18,11 @@ import { writeBody, writeFrames } from './write-reply.js';
 import { resolveModel } from '../gateway/resolve-model.js';
 import type { JudgeAuthFailure } from '../auth/failures.js';
 import { methodNotAllowed } from './method-not-allowed.js';
-import { renderError } from '../protocols/openai-chat/render-error.js';
+import { rendererFor } from './error-shape.js';
+import { anthropicMessages } from '../protocols/anthropic-messages/endpoint.js';
+import { countTokens } from '../protocols/anthropic-messages/count-tokens.js';
+import { anthropicModel, anthropicModelList } from '../protocols/anthropic-messages/models.js';
+import { anthropicCredential } from '../protocols/anthropic-messages/endpoint.js';
 
 export function registerV1Routes(app: FastifyInstance, gw: Gateway, opts: { maxConcurrent: number; judge: JudgeAuthFailure }): void {
   app.register(async (scope) => {
@@ -28,7 +32,7 @@ export function registerV1Routes(app: FastifyInstance, gw: Gateway, opts: { maxC
     let inFlight = 0;
     scope.addHook('preValidation', (req, reply, done) => {
       if (inFlight >= opts.maxConcurrent) {
-        const r = renderError(new GatewayError('overloaded', { retryAfterMs: 1000 }), req.id);
+        const r = rendererFor(req.url, req.headers)(new GatewayError('overloaded', { retryAfterMs: 1000 }), req.id);
         void reply.code(r.status).headers(r.headers).send(r.body);
         return;
       }
@@ -72,15 +76,30 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
     ['/v1/chat/completions', serve(openAIChat)],
     ['/v1/embeddings', serve(openAIEmbeddings)],
     ['/v1/responses', serve(openAIResponses(gw.store))],
+    ['/v1/messages', serve(anthropicMessages)],
   ];
   for (const [path, handler] of endpoints) {
     app.post(path, handler);
     methodNotAllowed(app, path, ['POST']);
   }
 
+  // Free and outside the pipeline (SPEC §6): no hold, no usage record, no limits.
+  app.post('/v1/messages/count_tokens', async (req, reply) => {
+    const r = await countTokens(gw, {
+      traceId: req.id,
+      headers: req.headers,
+      rawBody: typeof req.body === 'string' ? req.body : undefined,
+      judge: (err) => judge(err, req),
+    });
+    return reply.code(r.status).headers(r.headers).send(r.body);
+  });
+  methodNotAllowed(app, '/v1/messages/count_tokens', ['POST']);
+
   /** Authenticates, and gives the response the key's rate-limit headers (SPEC §2: every response). */
   const keyOf = async (req: FastifyRequest, reply: FastifyReply) => {
-    const key = await authenticate(gw.keys, req.headers.authorization);
+    // An Anthropic client may send its key as x-api-key.
+    const anthropic = req.headers['anthropic-version'] !== undefined;
+    const key = await authenticate(gw.keys, anthropic ? anthropicCredential(req.headers) : req.headers.authorization);
     const headers: Record<string, string> = {};
     await peekHeaders(gw.limiter, key, headers);
     reply.headers(headers);
@@ -92,6 +111,8 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
     if (key.frozen) throw new GatewayError('api_key_frozen');
     const data = [];
     for (const m of gw.catalog.all()) if (mayUse(key, m.id)) data.push(m.listing);
+    // Anthropic's SDKs always send anthropic-version, and read only their own list shape.
+    if (req.headers['anthropic-version'] !== undefined) return anthropicModelList(data);
     return { object: 'list', data };
   });
   methodNotAllowed(app, '/v1/models', ['GET']);
@@ -108,7 +129,7 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
     }
     const route = resolveModel(gw.catalog, id);
     authorize(key, route.id);
-    return route.listing;
+    return req.headers['anthropic-version'] !== undefined ? anthropicModel(route.listing) : route.listing;
   });
   methodNotAllowed(app, '/v1/models/*', ['GET']);
 

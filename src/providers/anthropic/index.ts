@@ -1,11 +1,11 @@
-import type { ChatResponse, StreamEvent } from '../../types/chat.js';
+import type { ChatResponse, JsonObject, StreamEvent } from '../../types/chat.js';
 import type { ChatCall, ChatStream, EmbeddingsResult, Provider, ProviderDescriptor, ProviderEnv } from '../contract.js';
 import { parseObject, UpstreamHttp } from '../http/transport.js';
 import { UpstreamError } from '../upstream-error.js';
 import type { HeldBody } from '../whole-body.js';
 import { anthropicConfigSchema, type AnthropicProviderConfig } from './config.js';
 import { fromMessage, reclassify, StreamConverter } from './from-provider.js';
-import { invalid, toMessagesBody } from './to-provider.js';
+import { invalid, passThrough, toMessagesBody } from './to-provider.js';
 import type { AnthropicResponse, AnthropicStreamEvent } from './wire.js';
 
 const PATH = '/v1/messages';
@@ -29,24 +29,33 @@ export class AnthropicProvider implements Provider {
   }
 
   async chat(call: ChatCall): Promise<ChatResponse> {
-    const body = toMessagesBody(call, false);
+    const pass = passThrough(call, false);
+    const body = pass?.body ?? (toMessagesBody(call, false) as unknown as Record<string, unknown>);
     const now = Math.floor(Date.now() / 1000);
+    const take = (held: HeldBody): ChatResponse => {
+      const msg = parseWhole(held);
+      const r = fromMessage(msg, now);
+      // The answer as it came, for the client of the same protocol (the typed fields are for billing).
+      if (pass !== null) r.native = { protocol: 'anthropic-messages', body: msg as JsonObject };
+      return r;
+    };
     try {
-      return await this.http.json(PATH, body as unknown as Record<string, unknown>, call.signal, (held) => fromMessage(parseWhole(held), now));
+      return await this.http.json(PATH, body, call.signal, take, pass?.headers);
     } catch (e) {
       throw reclassify(e);
     }
   }
 
   async chatStream(call: ChatCall): Promise<ChatStream> {
-    const body = toMessagesBody(call, true);
+    const pass = passThrough(call, true);
+    const body = pass?.body ?? (toMessagesBody(call, true) as unknown as Record<string, unknown>);
     let events: AsyncGenerator<string, void, undefined>;
     try {
-      events = await this.http.stream(PATH, body as unknown as Record<string, unknown>, call.signal);
+      events = await this.http.stream(PATH, body, call.signal, pass?.headers);
     } catch (e) {
       throw reclassify(e);
     }
-    return openStream(events, new StreamConverter(Math.floor(Date.now() / 1000)));
+    return openStream(events, new StreamConverter(Math.floor(Date.now() / 1000)), pass !== null);
   }
 
   /** Anthropic has no embeddings: a client asking a Claude model for them made a mistake no other attempt fixes. */
@@ -65,14 +74,14 @@ export class AnthropicProvider implements Provider {
  * message_start (and pings) first, so an error event (overloaded_error) or a cut connection comes
  * after them; `start` gives the client nothing, so holding it back costs nothing.
  */
-async function openStream(events: AsyncGenerator<string, void, undefined>, conv: StreamConverter): Promise<ChatStream> {
-  const converted = convert(events, conv);
+async function openStream(events: AsyncGenerator<string, void, undefined>, conv: StreamConverter, native: boolean): Promise<ChatStream> {
+  const converted = convert(events, conv, native);
   const held: StreamEvent[] = [];
   let first: IteratorResult<StreamEvent, void>;
   try {
     for (;;) {
       first = await converted.next();
-      if (first.done === true || first.value.type !== 'start') break;
+      if (first.done === true || (first.value.type !== 'start' && first.value.type !== 'native')) break;
       held.push(first.value);
     }
   } catch (e) {
@@ -94,10 +103,17 @@ async function openStream(events: AsyncGenerator<string, void, undefined>, conv:
   };
 }
 
-async function* convert(events: AsyncGenerator<string, void, undefined>, conv: StreamConverter): AsyncGenerator<StreamEvent, void, undefined> {
+/**
+ * Upstream events as typed events; with `native` (a passed-through request) each upstream event
+ * follows as it came, after its typed events: the relay checks the output cap on the typed ones
+ * first, so an event past the cap is never sent on. An error event throws before it is passed on.
+ */
+async function* convert(events: AsyncGenerator<string, void, undefined>, conv: StreamConverter, native: boolean): AsyncGenerator<StreamEvent, void, undefined> {
   try {
     for await (const data of events) {
-      yield* conv.step(parseObject(data, 'an event') as unknown as AnthropicStreamEvent);
+      const ev = parseObject(data, 'an event');
+      yield* conv.step(ev as unknown as AnthropicStreamEvent);
+      if (native) yield { type: 'native', protocol: 'anthropic-messages', event: typeof ev['type'] === 'string' ? ev['type'] : null, data };
       if (conv.done) return;
     }
   } finally {

@@ -28,6 +28,23 @@ const MIN_THINKING_BUDGET = 1024;
  */
 const EXTRA_ALLOWED = ['top_k', 'metadata', 'service_tier'] as const;
 
+/**
+ * A request whose client spoke Anthropic's Messages API, sent on as it came (thinking blocks and
+ * signatures, cache_control, server tools, fields the gateway does not know) but for the
+ * deployment's model, the gateway's output cap (the client's max_tokens, or less if that is what
+ * the hold covers) and the stream flag; with the client's `anthropic-version` and
+ * `anthropic-beta` headers. Null for any other client.
+ */
+export function passThrough(call: ChatCall, stream: boolean): { body: JsonObject; headers: Record<string, string> } | null {
+  const source = call.request.source;
+  if (source?.protocol !== 'anthropic-messages') return null;
+  const body: JsonObject = { ...source.body, model: call.upstreamModel };
+  if (call.maxTokens !== null) body['max_tokens'] = call.maxTokens;
+  if (stream) body['stream'] = true;
+  else delete body['stream'];
+  return { body, headers: source.headers ?? {} };
+}
+
 /** The Messages API body for a typed chat request. Throws an UpstreamError (a client fault, 400) for what Anthropic cannot do. */
 export function toMessagesBody(call: ChatCall, stream: boolean): AnthropicRequest {
   const req = call.request;

@@ -63,7 +63,8 @@ export class UpstreamHttp {
   }
 
   /** A non-streamed call, cut after `timeout_ms` for the whole response or when the client goes away. */
-  async json<T>(path: string, body: JsonObject, clientSignal: AbortSignal, take: (held: HeldBody) => T): Promise<T> {
+  /** `extra`: headers of this request alone (a client's protocol headers passed through), over the defaults. */
+  async json<T>(path: string, body: JsonObject, clientSignal: AbortSignal, take: (held: HeldBody) => T, extra?: Record<string, string>): Promise<T> {
     // Its own controller: a timeout is not the client leaving (failover goes on after a timeout).
     // One controller and one timer cost less per request than AbortSignal.any with AbortSignal.timeout.
     const ac = new AbortController();
@@ -76,7 +77,7 @@ export class UpstreamHttp {
     }, this.cfg.timeout_ms);
     try {
       if (clientSignal.aborted) ac.abort();
-      const res = await this.post(path, body, ac.signal, this.cfg.timeout_ms, this.cfg.timeout_ms);
+      const res = await this.post(path, body, ac.signal, this.cfg.timeout_ms, this.cfg.timeout_ms, extra);
       return take(await readWhole(res, this.limits));
     } catch (e) {
       throw classify(e, timedOut);
@@ -91,12 +92,12 @@ export class UpstreamHttp {
    * non-2xx, a body that is not an event stream, the stream timers, or an event over the cap.
    * The caller decides what ends a stream whole; returning early closes the upstream response.
    */
-  async stream(path: string, body: JsonObject, clientSignal: AbortSignal): Promise<AsyncGenerator<string, void, undefined>> {
+  async stream(path: string, body: JsonObject, clientSignal: AbortSignal, extra?: Record<string, string>): Promise<AsyncGenerator<string, void, undefined>> {
     const watch = new StreamWatch(clientSignal, this.cfg.first_byte_timeout_ms, this.cfg.idle_timeout_ms);
     let res: ResponseData;
     try {
       // No undici body timeout: the watch times events and lines, not bytes.
-      res = await this.post(path, body, watch.signal, this.cfg.first_byte_timeout_ms, 0);
+      res = await this.post(path, body, watch.signal, this.cfg.first_byte_timeout_ms, 0, extra);
     } catch (e) {
       watch.stop();
       throw classify(e, watch.timedOut);
@@ -110,11 +111,11 @@ export class UpstreamHttp {
     return readEvents(res, watch, this.limits.maxEventBytes);
   }
 
-  private async post(path: string, body: JsonObject, signal: AbortSignal, headersTimeout: number, bodyTimeout: number): Promise<ResponseData> {
+  private async post(path: string, body: JsonObject, signal: AbortSignal, headersTimeout: number, bodyTimeout: number, extra?: Record<string, string>): Promise<ResponseData> {
     const res = await this.pool.request({
       method: 'POST',
       path: this.target(path),
-      headers: this.headers,
+      headers: extra === undefined ? this.headers : { ...this.headers, ...extra },
       body: JSON.stringify(body),
       signal,
       headersTimeout,

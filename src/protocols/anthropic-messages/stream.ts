@@ -1,0 +1,199 @@
+import type { Bill } from '../../billing/bill.js';
+import type { GatewayError } from '../../errors.js';
+import type { StreamEncoder } from '../../gateway/endpoint.js';
+import type { JsonObject, StreamEvent } from '../../types/chat.js';
+import { anthropicUsage, messageId, stopReason } from './encode.js';
+import { errorBody } from './render-error.js';
+
+// A stream in Anthropic's grammar (its streaming reference): one `message_start`, then content
+// blocks one after another, each `content_block_start` … deltas … `content_block_stop` with
+// indices 0, 1, 2…, then one `message_delta` with the stop reason and the cumulative usage, then
+// `message_stop`. Every frame is `event: <type>\ndata: <json>\n\n`.
+//
+// Two sources. Typed events (any provider) are written in that grammar here. `native` events (an
+// Anthropic upstream, the request passed through) are sent on as they came, but for the model
+// name in `message_start`; the typed events beside them are ignored. In both cases the stream's
+// last two events wait for the end: `message_delta` shows what was billed (the relay settles
+// before the last frame), and a stream the gateway cut at the output cap still ends in grammar.
+
+type Open = { kind: 'text' | 'thinking'; index: number } | { kind: 'tool'; index: number; tool: number };
+
+export function frame(event: string, data: JsonObject): string {
+  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+export class MessagesStreamEncoder implements StreamEncoder {
+  private id = 'msg_token360';
+  private started = false;
+  private native = false;
+  private next = 0;
+  private open: Open | null = null;
+  /** Tool calls by the provider's per-choice index → their block index. */
+  private readonly tools = new Map<number, number>();
+  private reason: string | null = null;
+  private capped_ = false;
+  /** Passthrough: blocks the upstream started and has not stopped; its held message_delta. */
+  private readonly nativeOpen = new Set<number>();
+  private heldDelta: JsonObject | null = null;
+
+  constructor(
+    private readonly model: string,
+    /** The prompt estimate: message_start must carry input tokens, and typed upstreams report usage only at the end. */
+    private readonly inputTokens: number,
+  ) {}
+
+  event(ev: StreamEvent): string | null {
+    if (ev.type === 'native') return ev.protocol === 'anthropic-messages' ? this.passOn(ev.event, ev.data) : null;
+    if (this.native) return null;
+    switch (ev.type) {
+      case 'start':
+        this.id = messageId(ev.id);
+        return null;
+      case 'text':
+      case 'refusal':
+        if (ev.choice !== 0 || ev.text === '') return null;
+        return this.into('text') + frame('content_block_delta', { type: 'content_block_delta', index: this.open!.index, delta: { type: 'text_delta', text: ev.text } });
+      case 'reasoning':
+        if (ev.choice !== 0 || ev.text === '') return null;
+        return this.into('thinking') + frame('content_block_delta', { type: 'content_block_delta', index: this.open!.index, delta: { type: 'thinking_delta', thinking: ev.text } });
+      case 'reasoning_signature':
+        if (ev.choice !== 0) return null;
+        return this.into('thinking') + frame('content_block_delta', { type: 'content_block_delta', index: this.open!.index, delta: { type: 'signature_delta', signature: ev.signature } });
+      case 'reasoning_redacted': {
+        if (ev.choice !== 0) return null;
+        const index = this.next++;
+        return (
+          this.begin() +
+          this.close() +
+          frame('content_block_start', { type: 'content_block_start', index, content_block: { type: 'redacted_thinking', data: ev.data } }) +
+          frame('content_block_stop', { type: 'content_block_stop', index })
+        );
+      }
+      case 'tool_call_start': {
+        if (ev.choice !== 0) return null;
+        const head = this.begin() + this.close();
+        const index = this.next++;
+        this.open = { kind: 'tool', index, tool: ev.index };
+        this.tools.set(ev.index, index);
+        return head + frame('content_block_start', { type: 'content_block_start', index, content_block: { type: 'tool_use', id: ev.id, name: ev.name, input: {} } });
+      }
+      case 'tool_call_delta': {
+        // Providers stream one call's arguments after another; a late piece of an earlier call keeps its block's index.
+        const index = ev.choice === 0 ? this.tools.get(ev.index) : undefined;
+        if (index === undefined || ev.arguments === '') return null;
+        return frame('content_block_delta', { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: ev.arguments } });
+      }
+      case 'finish':
+        if (ev.choice === 0) this.reason = stopReason(ev.reason);
+        return null;
+      case 'usage':
+        return null;
+    }
+  }
+
+  /** Anthropic streams have one choice: whichever choices were open, the open block is the one to stop. */
+  capped(_open: readonly number[] = [0]): string {
+    this.capped_ = true;
+    if (this.native) {
+      let out = '';
+      for (const index of this.nativeOpen) out += frame('content_block_stop', { type: 'content_block_stop', index });
+      this.nativeOpen.clear();
+      return out;
+    }
+    return this.close();
+  }
+
+  end(b: Bill): string {
+    const usage = anthropicUsage(b.usage);
+    if (this.native) {
+      const held = this.heldDelta ?? { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null } };
+      const d = held['delta'];
+      const delta: JsonObject = { ...(d !== null && typeof d === 'object' ? (d as JsonObject) : {}) };
+      if (this.capped_) Object.assign(delta, { stop_reason: 'max_tokens', stop_sequence: null });
+      const u = held['usage'];
+      const base = u !== null && typeof u === 'object' ? (u as JsonObject) : {};
+      return frame('message_delta', { ...held, type: 'message_delta', delta, usage: { ...base, ...usage } }) + frame('message_stop', { type: 'message_stop' });
+    }
+    const reason = this.capped_ ? 'max_tokens' : (this.reason ?? 'end_turn');
+    return (
+      this.begin() +
+      this.close() +
+      frame('message_delta', { type: 'message_delta', delta: { stop_reason: reason, stop_sequence: null }, usage }) +
+      frame('message_stop', { type: 'message_stop' })
+    );
+  }
+
+  error(err: GatewayError, traceId: string): string {
+    return `event: error\ndata: ${errorBody(err, traceId)}\n\n`;
+  }
+
+  /** An upstream event of a passed-through request. */
+  private passOn(event: string | null, data: string): string | null {
+    this.native = true;
+    let ev: JsonObject;
+    try {
+      ev = JSON.parse(data) as JsonObject;
+    } catch {
+      return null;
+    }
+    const type = typeof ev['type'] === 'string' ? ev['type'] : (event ?? 'message');
+    const index = typeof ev['index'] === 'number' ? ev['index'] : -1;
+    switch (type) {
+      case 'message_start': {
+        const m = ev['message'];
+        const message = m !== null && typeof m === 'object' ? { ...(m as JsonObject), model: this.model } : m;
+        return frame('message_start', { ...ev, message });
+      }
+      case 'content_block_start':
+        this.nativeOpen.add(index);
+        break;
+      case 'content_block_stop':
+        this.nativeOpen.delete(index);
+        break;
+      case 'message_delta':
+        this.heldDelta = ev;
+        return null;
+      case 'message_stop':
+      case 'error':
+        // The end is written by end(); an upstream error ends the stream through error().
+        return null;
+    }
+    return `event: ${type}\ndata: ${data}\n\n`;
+  }
+
+  /** message_start, once, before anything else. */
+  private begin(): string {
+    if (this.started) return '';
+    this.started = true;
+    return frame('message_start', {
+      type: 'message_start',
+      message: {
+        id: this.id,
+        type: 'message',
+        role: 'assistant',
+        model: this.model,
+        content: [],
+        stop_reason: null,
+        stop_sequence: null,
+        usage: { input_tokens: this.inputTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 0 },
+      },
+    });
+  }
+
+  /** Makes a block of `kind` the open one (closing another), and returns the frames that took. */
+  private into(kind: 'text' | 'thinking'): string {
+    if (this.open?.kind === kind) return '';
+    const head = this.begin() + this.close();
+    const index = this.next++;
+    this.open = { kind, index };
+    const block = kind === 'text' ? { type: 'text', text: '' } : { type: 'thinking', thinking: '', signature: '' };
+    return head + frame('content_block_start', { type: 'content_block_start', index, content_block: block });
+  }
+
+  private close(): string {
+    if (this.open === null) return '';
+    const index = this.open.index;
+    this.open = null;
+    return frame('content_block_stop', { type: 'content_block_stop', index });
+  }
+}
