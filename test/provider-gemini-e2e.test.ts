@@ -519,12 +519,18 @@ describe('gemini end to end: openai SDK → gateway → fake Gemini', () => {
       it(name, async () => {
         const { k, client } = await fresh();
         const before = await balance(k);
-        fake.next(behavior);
+        // A cut comes once the client has the first text, so that the cut cannot take it along unread.
+        let firstSeen!: () => void;
+        const cutWhen = new Promise<void>((resolve) => (firstSeen = resolve));
+        fake.next(behavior.kind === 'stream' && behavior.cutAfter !== undefined ? { ...behavior, cutWhen } : behavior);
         const stream = await client.chat.completions.create({ model: 'gem', stream: true, messages: [{ role: 'user', content: 'Tell me.' }] });
         const seen: ChatCompletionChunk[] = [];
         await assert.rejects(
           (async () => {
-            for await (const c of stream) seen.push(c);
+            for await (const c of stream) {
+              seen.push(c);
+              if (textOf(seen) !== '') firstSeen();
+            }
           })(),
           (e: unknown) => {
             assert.ok(e instanceof OpenAI.APIError, String(e));

@@ -24,7 +24,7 @@ export type GeminiBehavior =
   /** 200 with this GenerateContentResponse (generateContent), or as the only SSE event (stream). */
   | { kind: 'answer'; body: Record<string, unknown> }
   /** SSE events: each object as one `data:` event, or a string sent as it is (raw fixture text). */
-  | { kind: 'stream'; events: Array<Record<string, unknown> | string>; cutAfter?: number; holdOpen?: Promise<void> }
+  | { kind: 'stream'; events: Array<Record<string, unknown> | string>; cutAfter?: number; cutWhen?: Promise<void>; holdOpen?: Promise<void> }
   /** An error status with Google's error body. */
   | { kind: 'error'; status: number; body: Record<string, unknown>; headers?: Record<string, string> };
 
@@ -181,7 +181,7 @@ export class GeminiUpstream {
     res.end(text);
   }
 
-  private async sse(res: ServerResponse, events: Array<Record<string, unknown> | string>, opts: { cutAfter?: number; holdOpen?: Promise<void> } | undefined): Promise<void> {
+  private async sse(res: ServerResponse, events: Array<Record<string, unknown> | string>, opts: { cutAfter?: number; cutWhen?: Promise<void>; holdOpen?: Promise<void> } | undefined): Promise<void> {
     res.on('close', () => {
       if (res.writableEnded) return;
       this.earlyCloses++;
@@ -194,6 +194,9 @@ export class GeminiUpstream {
       res.write(typeof e === 'string' ? e : `data: ${JSON.stringify(e)}\r\n\r\n`);
     });
     if (cutAfter !== undefined) {
+      // Cut in the same packet as the events, a reader may drop the events unread with the
+      // broken body; a test that needs them read first says when to cut.
+      if (opts?.cutWhen !== undefined) await opts.cutWhen;
       res.socket?.end();
       return;
     }
