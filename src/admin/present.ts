@@ -53,6 +53,7 @@ export function presentUsage(u: UsageRecord): Record<string, unknown> {
     model: u.model,
     provider: u.provider,
     upstream_model: u.upstreamModel,
+    attempts: u.attempts,
     prompt_tokens: u.promptTokens,
     completion_tokens: u.completionTokens,
     cached_tokens: u.cachedTokens,

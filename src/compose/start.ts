@@ -10,7 +10,9 @@ import type { Config } from '../config/schema.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { createProviders } from '../providers/registry.js';
 import { ByteBudget } from '../providers/whole-body.js';
+import { Affinity } from '../routing/affinity.js';
 import { Catalog } from '../routing/catalog.js';
+import { Health } from '../routing/health.js';
 import { openLimiter } from '../limits/open.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/types.js';
@@ -52,7 +54,7 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
   const limiter = await openLimiter(config.redis, log);
   let adminHash = admin.hash;
   const { app, gateway } = buildApp({
-    gateway: { store, catalog, keys: new KeyCache(store), limiter, sinks: [], background: new Set(), streams: new Set() },
+    gateway: { store, catalog, routing: { health: new Health(catalog), affinity: new Affinity(), log, random: Math.random }, keys: new KeyCache(store), limiter, sinks: [], background: new Set(), streams: new Set() },
     adminHash: () => adminHash,
     bodyLimit: config.server.body_limit,
     bodyTimeoutMs: config.server.body_timeout_ms,

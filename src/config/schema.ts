@@ -18,6 +18,44 @@ const deployment = z
   })
   .strict();
 
+const circuit = z
+  .object({
+    /** Failures (retryable ones and credential refusals) within window_ms that open a deployment's circuit. */
+    failures: z.number().int().positive().default(5),
+    window_ms: z.number().int().positive().default(30_000),
+    /** How long an open circuit is skipped before one request probes it. */
+    cooldown_ms: z.number().int().positive().default(30_000),
+  })
+  .strict();
+
+const routingFields = {
+  /** Upstream requests per client request, across deployments and retries. */
+  attempts: z.number().int().min(1).max(20).default(3),
+  /** An upstream retry-after longer than this moves on instead of waiting. */
+  max_retry_wait_ms: z.number().int().nonnegative().default(2000),
+  /** Time spent on attempts before the first byte. */
+  budget_ms: z.number().int().positive().default(30_000),
+  circuit: circuit.default(circuit.parse({})),
+  /** How long a session stays on the deployment that served it (providers' prompt caches). */
+  affinity_ttl_ms: z.number().int().nonnegative().default(600_000),
+};
+
+const routing = z.object(routingFields).strict();
+
+/** A model's own routing: any field of the defaults, each circuit field too; what it leaves out comes from the top level. */
+const modelRouting = z
+  .object({
+    attempts: routingFields.attempts.unwrap().optional(),
+    max_retry_wait_ms: routingFields.max_retry_wait_ms.unwrap().optional(),
+    budget_ms: routingFields.budget_ms.unwrap().optional(),
+    circuit: z
+      .object({ failures: z.number().int().positive().optional(), window_ms: z.number().int().positive().optional(), cooldown_ms: z.number().int().positive().optional() })
+      .strict()
+      .optional(),
+    affinity_ttl_ms: routingFields.affinity_ttl_ms.unwrap().optional(),
+  })
+  .strict();
+
 const model = z
   .object({
     owned_by: z.string().default('token360'),
@@ -30,6 +68,7 @@ const model = z
     context_window: z.number().int().positive().optional(),
     max_output_tokens: z.number().int().positive().default(4096),
     deployments: z.array(deployment).min(1),
+    routing: modelRouting.optional(),
   })
   .strict();
 
@@ -82,6 +121,7 @@ export const configSchema = z
     admin_key: z.string().min(16).optional(),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     providers: z.record(z.string(), providerConfigSchema).default({}),
+    routing: routing.default(routing.parse({})),
     models: z.record(z.string(), model).default({}),
   })
   .strict();
@@ -89,6 +129,7 @@ export const configSchema = z
 export type RawConfig = z.input<typeof configSchema>;
 export type Config = z.output<typeof configSchema>;
 export type ModelConfig = z.output<typeof model>;
+export type RoutingConfig = z.output<typeof routing>;
 
 /** What `npm start` serves with no config file: the built-in demo provider and one priced model. */
 export const DEFAULT_CONFIG: RawConfig = {

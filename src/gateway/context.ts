@@ -52,6 +52,8 @@ export interface RequestContext<P> {
   /** route: the deployment that answered (or was last tried). */
   provider: string | null;
   upstreamModel: string | null;
+  /** route: upstream requests made; null until routing starts. */
+  attempts: number | null;
   /** relay */
   ttftMs: number | null;
   /** record: set once the outcome has gone to the sinks. */
@@ -61,6 +63,6 @@ export interface RequestContext<P> {
 export function newContext<P>(ex: Exchange, key: ApiKey): RequestContext<P> {
   return {
     ex, key, model: '', route: null, request: null, stream: false, estimate: null, subjects: [], admission: null,
-    hold: null, quotaDay: null, outputCap: 0, maxTokens: null, provider: null, upstreamModel: null, ttftMs: null, finished: false,
+    hold: null, quotaDay: null, outputCap: 0, maxTokens: null, provider: null, upstreamModel: null, attempts: null, ttftMs: null, finished: false,
   };
 }

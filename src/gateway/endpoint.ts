@@ -67,6 +67,12 @@ export interface Endpoint<P> {
   validate(body: JsonObject, model: string, headers: RequestHeaders): P;
   stream(p: P): boolean;
   /**
+   * The session the request belongs to (`x-session-id`, or the body's own: `prompt_cache_key`,
+   * `user`, `metadata.user_id`), so that its requests stay on one deployment and find the
+   * provider's prompt cache warm; absent or undefined: no affinity.
+   */
+  session?(p: P, headers: RequestHeaders): string | undefined;
+  /**
    * The deployments that may serve this request, from the model's (absent: all of them). A
    * request that continues state one deployment keeps (OpenAI Responses' `previous_response_id`)
    * narrows them to that one; failover then tries only what is left.

@@ -3,6 +3,7 @@ import { isGatewayError, type GatewayError } from '../errors.js';
 import type { KeyCache } from '../auth/authenticate.js';
 import type { Limiter } from '../limits/types.js';
 import type { Catalog } from '../routing/catalog.js';
+import type { Routing } from '../routing/retry.js';
 import type { Store } from '../store/types.js';
 import type { OutcomeSink } from './outcome.js';
 
@@ -10,6 +11,8 @@ import type { OutcomeSink } from './outcome.js';
 export interface Gateway {
   store: Store;
   catalog: Catalog;
+  /** Circuits, stats and session affinity of the deployments, kept by this process. */
+  routing: Routing;
   keys: KeyCache;
   limiter: Limiter;
   log: FastifyBaseLogger;

@@ -12,6 +12,8 @@ export interface Outcome {
   model: string;
   provider: string | null;
   upstreamModel: string | null;
+  /** Upstream requests made (retries and failover). */
+  attempts: number;
   stream: boolean;
   /** The HTTP status the client got (499: it went away). */
   status: number;
@@ -53,6 +55,7 @@ export function finish<P>(sinks: readonly OutcomeSink[], ctx: RequestContext<P>,
     model: ctx.model,
     provider: ctx.provider,
     upstreamModel: ctx.upstreamModel,
+    attempts: ctx.attempts ?? 0,
     stream: ctx.stream,
     status,
     errorType,

@@ -6,7 +6,7 @@ import { countText } from '../billing/estimate.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import { UpstreamError } from '../providers/upstream-error.js';
 import type { Deployment } from '../routing/catalog.js';
-import { withFailover } from '../routing/failover.js';
+import { routeRequest } from '../routing/retry.js';
 import type { Usage } from '../types/chat.js';
 import { newContext, type Exchange, type RequestContext } from './context.js';
 import type { Endpoint } from './endpoint.js';
@@ -57,13 +57,13 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
 
   try {
     if (!ctx.stream) {
-      const r = await route(ctx, (d, signal) => ep.call(p, d, ctx.maxTokens, signal));
+      const r = await route(gw, ep, ctx, (d, signal) => ep.call(p, d, ctx.maxTokens, signal));
       const b = charge(gw, ctx, r.usage, () => r.delivered());
       // The answer leaves once its settlement is durable: a client that got it has been billed.
       await finish(gw.sinks, ctx, 200, null, b.usage, b.cost);
-      return { status: 200, headers: { ...rate(ep, ex), 'content-type': JSON_TYPE, ...trace(ep, ex) }, body: r.encode(ctx.model, b), release: r.release };
+      return { status: 200, headers: { ...rate(ep, ex), 'content-type': JSON_TYPE, ...trace(ep, ex), ...routed(ctx) }, body: r.encode(ctx.model, b), release: r.release };
     }
-    const upstream = await route(ctx, (d, signal) => ep.open(p, d, ctx.maxTokens, signal));
+    const upstream = await route(gw, ep, ctx, (d, signal) => ep.open(p, d, ctx.maxTokens, signal));
     const frames = relay(upstream, ep.encoder(p, ctx.model), {
       traceId: ex.traceId,
       signal: ex.signal,
@@ -73,27 +73,51 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
       onFirstFrame: () => (ctx.ttftMs = performance.now() - ex.started),
       settle: (o) => settleStream(gw, ctx, o),
     });
-    return { status: 200, headers: { ...rate(ep, ex), ...SSE_HEADERS, ...trace(ep, ex) }, frames };
+    return { status: 200, headers: { ...rate(ep, ex), ...SSE_HEADERS, ...trace(ep, ex), ...routed(ctx) }, frames };
   } catch (e) {
     // The client went away: nobody to answer.
     if (e instanceof UpstreamError && e.failure === 'aborted') {
       void finish(gw.sinks, ctx, 499, 'client_closed', null, 0n);
-      return errorReply(gw, ep, ex, new GatewayError('upstream_failed'));
+      return errorReply(gw, ep, ex, new GatewayError('upstream_failed'), routed(ctx));
     }
     void finish(gw.sinks, ctx, ...failure(e));
-    return errorReply(gw, ep, ex, e instanceof UpstreamError ? new GatewayError('upstream_failed') : e);
+    return errorReply(gw, ep, ex, e instanceof UpstreamError ? new GatewayError('upstream_failed') : e, routed(ctx));
   }
 }
 
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' };
 
-/** Route: the model's deployments in order (failover); each attempt notes which deployment served, so the record names it. */
-function route<P, T>(ctx: RequestContext<P>, send: (d: Deployment, signal: AbortSignal) => Promise<T>): Promise<T> {
-  return withFailover(ctx.route!, ctx.ex.signal, (d) => {
-    ctx.provider = d.provider.name;
-    ctx.upstreamModel = d.upstreamModel;
-    return send(d, ctx.ex.signal);
-  }).then((r) => r.result);
+/**
+ * Route: retries and failover across the model's deployments (routing/retry.ts); each attempt
+ * notes its deployment and number, so the record and the headers say how the answer came.
+ */
+function route<P, T>(gw: Gateway, ep: Endpoint<P>, ctx: RequestContext<P>, send: (d: Deployment, signal: AbortSignal) => Promise<T>): Promise<T> {
+  const session = ep.session?.(ctx.request!, ctx.ex.requestHeaders);
+  ctx.attempts = 0;
+  return routeRequest(
+    gw.routing,
+    ctx.route!,
+    {
+      signal: ctx.ex.signal,
+      traceId: ctx.ex.traceId,
+      // Per key and model: one key's sessions never steer another's, and a session may use several models.
+      session: session === undefined ? null : `${ctx.key.id}\n${ctx.route!.id}\n${session}`,
+      onAttempt: (d, n) => {
+        ctx.provider = d.provider.name;
+        ctx.upstreamModel = d.upstreamModel;
+        ctx.attempts = n;
+      },
+    },
+    send,
+  );
+}
+
+/** How the answer came (SPEC §7): on every reply once routing has begun; no deployment when none was tried (all circuits open). */
+function routed<P>(ctx: RequestContext<P>): Record<string, string> | null {
+  if (ctx.attempts === null) return null;
+  const h: Record<string, string> = { 'x-token360-attempts': String(ctx.attempts) };
+  if (ctx.provider !== null) h['x-token360-deployment'] = `${ctx.provider}/${ctx.upstreamModel}`;
+  return h;
 }
 
 /** Settle: what the request is charged, the upstream's usage when believable, else the delivered output counted; at most the hold. */
@@ -126,10 +150,10 @@ function failure(e: unknown): [number, string, null, bigint] {
   return isGatewayError(e) ? [e.status, e.type, null, 0n] : [500, 'api_error', null, 0n];
 }
 
-function errorReply<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange, e: unknown): Reply {
+function errorReply<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange, e: unknown, extra: Record<string, string> | null = null): Reply {
   if (!isGatewayError(e)) gw.log.error({ err: e, traceId: ex.traceId }, 'request failed');
   const r = ep.renderError(ex.judge(isGatewayError(e) ? e : new GatewayError('internal')), ex.traceId);
-  return { status: r.status, headers: { ...rate(ep, ex), ...r.headers }, body: r.body };
+  return { status: r.status, headers: { ...rate(ep, ex), ...r.headers, ...extra }, body: r.body };
 }
 
 /** The trace id, in the endpoint's own header too when its SDKs read another. */

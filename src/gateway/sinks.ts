@@ -59,5 +59,6 @@ function usageRecord(o: Outcome): UsageRecord {
     latencyMs: o.latencyMs,
     ttftMs: o.ttftMs,
     createdAt: o.at,
+    attempts: o.attempts,
   };
 }

@@ -1,11 +1,22 @@
 import { parseUsd } from '../billing/money.js';
-import type { Config } from '../config/schema.js';
+import type { Config, ModelConfig, RoutingConfig } from '../config/schema.js';
 import type { Provider } from '../providers/contract.js';
 
 export interface Deployment {
   provider: Provider;
   upstreamModel: string;
   weight: number;
+  /** `<provider>/<upstream model>`: names it in headers, logs and records, and keys its circuit and stats. */
+  id: string;
+}
+
+/** How a model's requests are retried and spread; the config's `routing`, with the model's own overrides. */
+export interface RoutingPolicy {
+  attempts: number;
+  maxRetryWaitMs: number;
+  budgetMs: number;
+  circuit: { failures: number; windowMs: number; cooldownMs: number };
+  affinityTtlMs: number;
 }
 
 export interface Price {
@@ -26,6 +37,7 @@ export interface ModelRoute {
   maxOutputTokens: number;
   /** Deployments grouped by priority, lowest number first; weighted within a group. */
   tiers: Deployment[][];
+  policy: RoutingPolicy;
   /** The `GET /v1/models` entry, serialised once. */
   listing: { id: string; object: 'model'; created: number; owned_by: string };
 }
@@ -41,7 +53,7 @@ export class Catalog {
       const byPriority = new Map<number, Deployment[]>();
       for (const d of m.deployments) {
         const list = byPriority.get(d.priority) ?? [];
-        list.push({ provider: providers.get(d.provider)!, upstreamModel: d.model, weight: d.weight });
+        list.push({ provider: providers.get(d.provider)!, upstreamModel: d.model, weight: d.weight, id: `${d.provider}/${d.model}` });
         byPriority.set(d.priority, list);
       }
       const price: Price =
@@ -61,6 +73,7 @@ export class Catalog {
         price,
         contextWindow: m.context_window ?? null,
         maxOutputTokens: m.max_output_tokens,
+        policy: policyOf(config.routing, m.routing),
         tiers: [...byPriority.entries()].sort((a, b) => a[0] - b[0]).map(([, list]) => list),
         listing: { id, object: 'model', created: when, owned_by: m.owned_by },
       });
@@ -74,4 +87,19 @@ export class Catalog {
   all(): IterableIterator<ModelRoute> {
     return this.routes.values();
   }
+}
+
+function policyOf(base: RoutingConfig, own: ModelConfig['routing']): RoutingPolicy {
+  const c = own?.circuit;
+  return {
+    attempts: own?.attempts ?? base.attempts,
+    maxRetryWaitMs: own?.max_retry_wait_ms ?? base.max_retry_wait_ms,
+    budgetMs: own?.budget_ms ?? base.budget_ms,
+    circuit: {
+      failures: c?.failures ?? base.circuit.failures,
+      windowMs: c?.window_ms ?? base.circuit.window_ms,
+      cooldownMs: c?.cooldown_ms ?? base.circuit.cooldown_ms,
+    },
+    affinityTtlMs: own?.affinity_ttl_ms ?? base.affinity_ttl_ms,
+  };
 }

@@ -85,6 +85,8 @@ export interface UsageRecord {
   latencyMs: number;
   ttftMs: number | null;
   createdAt: number;
+  /** Upstream requests this client request made (retries and failover); 0 when it never reached routing. */
+  attempts: number;
 }
 
 export interface Hold {

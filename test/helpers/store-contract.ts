@@ -63,6 +63,7 @@ function usage(h: { id: string; accountId: string; keyId: string }, over: Partia
     latencyMs: 12,
     ttftMs: null,
     createdAt: Date.now(),
+    attempts: 2,
     ...over,
   };
 }

@@ -1,4 +1,5 @@
 import type { Endpoint, EndpointResult, RequestHeaders } from '../../gateway/endpoint.js';
+import { anthropicSession } from '../../gateway/session.js';
 import { parseJsonBody } from '../../gateway/validate-chat.js';
 import { badRequest } from '../../errors.js';
 import type { ChatRequest, ChatResponse, JsonObject } from '../../types/chat.js';
@@ -50,6 +51,7 @@ export const anthropicMessages: Endpoint<MessagesInput> = {
   parse: parseMessagesBody,
   validate: (body, _model, h) => readMessages(body, h),
   stream: (p) => p.params.stream,
+  session: (p, h) => anthropicSession(p.body, h),
   estimate: (p) => ({ promptTokens: p.promptTokens, maxOutput: p.params.maxTokens, choices: 1 }),
   async call(p, d, maxTokens, signal) {
     return result(await d.provider.chat({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal }));

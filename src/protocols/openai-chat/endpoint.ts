@@ -1,6 +1,7 @@
 import type { Bill } from '../../billing/bill.js';
 import { estimatePromptTokens } from '../../billing/estimate.js';
 import type { Endpoint, EndpointResult, RequestHeaders, StreamEncoder } from '../../gateway/endpoint.js';
+import { openAISession } from '../../gateway/session.js';
 import { billedUsage } from '../../gateway/present.js';
 import { parseJsonBody, requireModel, validateChat, type ChatParams } from '../../gateway/validate-chat.js';
 import type { GatewayError } from '../../errors.js';
@@ -36,6 +37,7 @@ export const openAIChat: Endpoint<ChatInput> = {
     return { body, params, request };
   },
   stream: (p) => p.params.stream,
+  session: (p, h) => openAISession(p.body, h),
   estimate: (p) => ({ promptTokens: estimatePromptTokens(p.body), maxOutput: p.params.maxTokens, choices: p.params.n }),
   async call(p, d, maxTokens, signal) {
     const r = await d.provider.chat({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal });

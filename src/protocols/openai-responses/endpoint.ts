@@ -2,6 +2,7 @@ import type { Bill } from '../../billing/bill.js';
 import { estimateChatTokens } from '../../billing/estimate.js';
 import { badRequest } from '../../errors.js';
 import type { Endpoint, EndpointResult, StreamEncoder } from '../../gateway/endpoint.js';
+import { openAISession } from '../../gateway/session.js';
 import { parseJsonBody, requireModel } from '../../gateway/validate-chat.js';
 import type { ChatStream } from '../../providers/contract.js';
 import type { Deployment, ModelRoute } from '../../routing/catalog.js';
@@ -55,6 +56,7 @@ export function openAIResponses(origins: ResponseOrigins): Endpoint<ResponsesInp
       return { body, params, request, nativeOnly: needsNative(body) };
     },
     stream: (p) => p.params.stream,
+    session: (p, h) => openAISession(p.body, h),
     estimate: (p, route) => ({ promptTokens: promptEstimate(p.request, route), maxOutput: p.params.maxOutput, choices: 1 }),
 
     /**

@@ -125,8 +125,8 @@ export function readJournal(file: string): JournalLine[] {
   for (const line of text.split('\n')) {
     if (line === '') continue;
     try {
-      const v = JSON.parse(line) as { h: string; a: string; c: string; u: UsageRecord & { cost: string } };
-      out.push({ hold: { id: v.h, accountId: v.a }, cost: BigInt(v.c), usage: { ...v.u, cost: BigInt(v.u.cost) } });
+      const v = JSON.parse(line) as { h: string; a: string; c: string; u: Omit<UsageRecord, 'attempts'> & { cost: string; attempts?: number } };
+      out.push({ hold: { id: v.h, accountId: v.a }, cost: BigInt(v.c), usage: { ...v.u, cost: BigInt(v.u.cost), attempts: v.u.attempts ?? 0 } });
     } catch {
       // A torn last line: that settlement was never durable, and its response never ended.
     }

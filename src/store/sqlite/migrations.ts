@@ -114,4 +114,11 @@ CREATE TABLE response_origins (
 CREATE INDEX response_origins_expiry ON response_origins(expires_at);
 `,
   },
+  {
+    version: 5,
+    name: 'usage: upstream attempts',
+    sql: `
+ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+`,
+  },
 ];
