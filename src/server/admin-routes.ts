@@ -2,13 +2,14 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { authenticateAdmin } from '../auth/admin.js';
 import * as admin from '../admin/service.js';
 import { presentAccount, presentKey, presentUsage } from '../admin/present.js';
+import type { Health } from '../routing/health.js';
 import type { Store } from '../store/types.js';
 import { methodNotAllowed } from './method-not-allowed.js';
 
 type WithId = FastifyRequest<{ Params: { id: string } }>;
 
 /** SPEC §5. Every route checks the admin key first: a client key gets 401 `invalid_api_key`. */
-export function registerAdminRoutes(app: FastifyInstance, store: Store, adminHash: () => string): void {
+export function registerAdminRoutes(app: FastifyInstance, store: Store, adminHash: () => string, health: Health): void {
   app.register(
     async (scope) => {
       scope.addHook('onRequest', async (req) => authenticateAdmin(adminHash(), req.headers.authorization));
@@ -51,6 +52,10 @@ export function registerAdminRoutes(app: FastifyInstance, store: Store, adminHas
         return { object: 'list', data: page.data.map(presentUsage), next_cursor: page.nextCursor };
       });
       methodNotAllowed(scope, '/usage', ['GET']);
+
+      // This process's view: each replica keeps its own circuits and counters (SPEC §7).
+      scope.get('/deployments', async () => ({ object: 'list', data: health.view() }));
+      methodNotAllowed(scope, '/deployments', ['GET']);
     },
     { prefix: '/admin' },
   );

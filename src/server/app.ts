@@ -111,7 +111,7 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
 
   registerCors(app, opts.corsOrigins);
   registerV1Routes(app, gateway, { maxConcurrent: opts.maxConcurrentRequests, judge });
-  registerAdminRoutes(app, gateway.store, opts.adminHash);
+  registerAdminRoutes(app, gateway.store, opts.adminHash, gateway.routing.health);
   app.get('/health', async () => ({ status: 'ok' }));
   methodNotAllowed(app, '/health', ['GET']);
   return { app, gateway };

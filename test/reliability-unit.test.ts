@@ -1,0 +1,264 @@
+// Routing's parts on their own (issue: upstream reliability): the circuit breaker on an injected
+// clock, the affinity LRU, and routeRequest's choices with deployments that fail on command.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { configSchema, type RawConfig } from '../src/config/schema.js';
+import { GatewayError } from '../src/errors.js';
+import { UpstreamError } from '../src/providers/upstream-error.js';
+import { createProviders } from '../src/providers/registry.js';
+import { ByteBudget } from '../src/providers/whole-body.js';
+import { Affinity } from '../src/routing/affinity.js';
+import { Circuit } from '../src/routing/breaker.js';
+import { Catalog, type Deployment, type ModelRoute } from '../src/routing/catalog.js';
+import { Health } from '../src/routing/health.js';
+import { routeRequest, verdict, type RouteCall, type Routing } from '../src/routing/retry.js';
+
+const SETTINGS = { failures: 3, windowMs: 1000, cooldownMs: 5000 };
+
+describe('circuit breaker (injected clock)', () => {
+  test('opens after `failures` failures within the window, skips for the cooldown, lets exactly one probe through, and closes on its success', () => {
+    const c = new Circuit();
+    c.failed(0, SETTINGS, false);
+    c.failed(100, SETTINGS, false);
+    assert.equal(c.state(100), 'closed');
+    assert.equal(c.admit(100), 'go');
+    c.failed(200, SETTINGS, false);
+    assert.equal(c.state(200), 'open');
+    assert.equal(c.admit(200), 'skip');
+    assert.equal(c.reopensIn(200), 5000);
+    assert.equal(c.admit(5199), 'skip');
+    assert.equal(c.state(5200), 'half_open');
+    assert.equal(c.admit(5200), 'probe');
+    // While the probe runs, everyone else skips it.
+    assert.equal(c.admit(5201), 'skip');
+    assert.equal(c.admit(9000), 'skip');
+    c.succeeded(true);
+    assert.equal(c.state(9000), 'closed');
+    assert.equal(c.admit(9000), 'go');
+    assert.equal(c.recentFailures(9000, 1000), 0);
+  });
+
+  test('failures spread wider than the window never open it', () => {
+    const c = new Circuit();
+    for (let t = 0; t < 10_000; t += 600) c.failed(t, SETTINGS, false);
+    assert.equal(c.state(10_000), 'closed');
+    assert.equal(c.recentFailures(10_000, 1000), 1);
+  });
+
+  test('a failed probe opens it for another cooldown; a probe that says nothing (a client fault) hands the probe to the next request', () => {
+    const c = new Circuit();
+    for (let i = 0; i < 3; i++) c.failed(0, SETTINGS, false);
+    assert.equal(c.admit(5000), 'probe');
+    c.failed(5100, SETTINGS, true);
+    assert.equal(c.state(5100), 'open');
+    assert.equal(c.admit(10_099), 'skip');
+    assert.equal(c.admit(10_100), 'probe');
+    c.released(true);
+    assert.equal(c.state(10_100), 'half_open');
+    assert.equal(c.admit(10_101), 'probe');
+  });
+
+  test('an attempt let through before the circuit opened neither closes it nor steals the probe', () => {
+    const c = new Circuit();
+    for (let i = 0; i < 3; i++) c.failed(0, SETTINGS, false);
+    c.succeeded(false);
+    assert.equal(c.state(1), 'open');
+    assert.equal(c.admit(5000), 'probe');
+    c.failed(5001, SETTINGS, false);
+    assert.equal(c.admit(5002), 'skip', 'the probe still runs');
+  });
+});
+
+describe('affinity LRU', () => {
+  const d = (id: string): Deployment => ({ id }) as Deployment;
+
+  test('remembers within the TTL, forgets after it, and evicts the least recently used at capacity', () => {
+    let now = 0;
+    const a = new Affinity(() => now, 2);
+    a.set('s1', d('x'));
+    a.set('s2', d('y'));
+    now = 10;
+    assert.equal(a.get('s1', 100)?.id, 'x');
+    a.set('s3', d('z'));
+    assert.equal(a.size, 2);
+    assert.equal(a.get('s2', 100), null, 's2 was the least recently used');
+    assert.equal(a.get('s1', 100)?.id, 'x');
+    now = 200;
+    assert.equal(a.get('s3', 100), null, 'past its TTL');
+    assert.equal(a.size, 1);
+  });
+});
+
+describe('verdict', () => {
+  const status = (s: number): UpstreamError => new UpstreamError('status', 'x', { status: s });
+  test('transient failures retry, credential and missing-model failures go elsewhere, client faults stop', () => {
+    for (const s of [408, 429, 500, 502, 503, 504, 529]) assert.equal(verdict(status(s)), 'retry', String(s));
+    for (const f of ['connect', 'reset', 'timeout'] as const) assert.equal(verdict(new UpstreamError(f, 'x')), 'retry', f);
+    for (const s of [401, 403, 404]) assert.equal(verdict(status(s)), 'elsewhere', String(s));
+    for (const s of [400, 413, 422]) assert.equal(verdict(status(s)), 'stop', String(s));
+    assert.equal(verdict(new UpstreamError('aborted', 'x')), 'stop');
+  });
+});
+
+/** A model over demo providers a, b (priority 0) and c (priority 1), with its routing. */
+function setup(policy: RawConfig['routing'] = {}, deployments?: { provider: string; model: string; priority?: number; weight?: number }[]) {
+  const config = configSchema.parse({
+    providers: { a: { type: 'demo' }, b: { type: 'demo' }, c: { type: 'demo' } },
+    routing: policy,
+    models: {
+      m: {
+        deployments: deployments ?? [
+          { provider: 'a', model: 'ma' },
+          { provider: 'b', model: 'mb' },
+          { provider: 'c', model: 'mc', priority: 1 },
+        ],
+      },
+    },
+  } satisfies RawConfig);
+  const providers = createProviders(config.providers, { limits: { maxResponseBytes: 1 << 20, maxEventBytes: 1 << 20, budget: new ByteBudget(1 << 24) } });
+  const catalog = new Catalog(config, providers);
+  let now = 1_000_000;
+  const warnings: Record<string, unknown>[] = [];
+  const routing: Routing = {
+    health: new Health(catalog, () => now),
+    affinity: new Affinity(() => now),
+    log: { warn: (o) => void warnings.push(o as Record<string, unknown>) },
+    random: () => 0,
+  };
+  return { route: catalog.get('m')!, routing, warnings, advance: (ms: number) => (now += ms) };
+}
+
+function call(session: string | null = null, signal = new AbortController().signal): RouteCall & { tried: string[] } {
+  const tried: string[] = [];
+  return { signal, traceId: 'trace-1', session, onAttempt: (d) => void tried.push(d.id), tried };
+}
+
+/** Runs one request whose attempt at each deployment answers as `outcome` says. */
+async function run(s: ReturnType<typeof setup>, outcome: (id: string) => UpstreamError | null, c = call()): Promise<{ tried: string[]; result: string | GatewayError }> {
+  try {
+    const result = await routeRequest(s.routing, s.route, c, async (d) => {
+      const e = outcome(d.id);
+      if (e !== null) throw e;
+      return d.id;
+    });
+    return { tried: c.tried, result };
+  } catch (e) {
+    assert.ok(e instanceof GatewayError, String(e));
+    return { tried: c.tried, result: e };
+  }
+}
+
+const fail500 = (): UpstreamError => new UpstreamError('status', 'boom', { status: 500 });
+
+describe('routeRequest', () => {
+  test('moves on to another deployment first, in priority order, and answers with the first success', async () => {
+    const s = setup();
+    const r = await run(s, (id) => (id === 'c/mc' ? null : fail500()));
+    assert.deepEqual(r.tried, ['a/ma', 'b/mb', 'c/mc']);
+    assert.equal(r.result, 'c/mc');
+    assert.equal(s.warnings.length, 2);
+    assert.deepEqual(s.warnings[0], { traceId: 'trace-1', deployment: 'a/ma', attempt: 1, failure: 'status', status: 500 });
+  });
+
+  test('with one deployment, retries it after a backoff, `attempts` times in all', async () => {
+    const s = setup({ attempts: 4 }, [{ provider: 'a', model: 'ma' }]);
+    const r = await run(s, fail500);
+    assert.deepEqual(r.tried, ['a/ma', 'a/ma', 'a/ma', 'a/ma']);
+    assert.ok(r.result instanceof GatewayError && r.result.status === 502);
+  });
+
+  test('a 400 stops at once; a 401 moves on and is never retried on the same deployment', async () => {
+    const s = setup({ attempts: 5 });
+    const bad = await run(s, () => new UpstreamError('status', 'bad', { status: 400, body: '{"error":{"message":"bad thing"}}' }));
+    assert.deepEqual(bad.tried, ['a/ma']);
+    assert.ok(bad.result instanceof GatewayError && bad.result.status === 400);
+    const denied = await run(s, () => new UpstreamError('status', 'no', { status: 401 }));
+    assert.deepEqual(denied.tried, ['a/ma', 'b/mb', 'c/mc'], 'each once: a refused credential is not retried');
+    assert.ok(denied.result instanceof GatewayError && denied.result.status === 502);
+  });
+
+  test('all busy: 503 with the upstream retry-after; a retry-after beyond max_retry_wait_ms drops that deployment', async () => {
+    const s = setup({ attempts: 5, max_retry_wait_ms: 500 });
+    const r = await run(s, () => new UpstreamError('status', 'busy', { status: 429, headers: { 'retry-after': '7' } }));
+    assert.deepEqual(r.tried, ['a/ma', 'b/mb', 'c/mc']);
+    assert.ok(r.result instanceof GatewayError && r.result.status === 503 && r.result.retryAfterMs === 7000);
+  });
+
+  test('a short retry-after is waited out on the same deployment', async () => {
+    const s = setup({ attempts: 2 }, [{ provider: 'a', model: 'ma' }]);
+    let n = 0;
+    const t0 = performance.now();
+    const r = await run(s, () => (n++ === 0 ? new UpstreamError('status', 'busy', { status: 429, headers: { 'retry-after-ms': '300' } }) : null));
+    assert.equal(r.result, 'a/ma');
+    assert.ok(performance.now() - t0 >= 290, 'waited for the retry-after');
+  });
+
+  test('the circuit opens after `failures` failures, the deployment is skipped, then probed once after the cooldown', async () => {
+    const s = setup({ attempts: 1, circuit: { failures: 2, window_ms: 10_000, cooldown_ms: 5000 } }, [
+      { provider: 'a', model: 'ma' },
+      { provider: 'b', model: 'mb', priority: 1 },
+    ]);
+    const aFails = (id: string): UpstreamError | null => (id === 'a/ma' ? fail500() : null);
+    await run(s, aFails);
+    await run(s, aFails);
+    const view = (): Record<string, string> => Object.fromEntries(s.routing.health.view().map((v) => [`${v.provider}/${v.model}`, v.state]));
+    assert.deepEqual(view(), { 'a/ma': 'open', 'b/mb': 'closed' });
+    const skipped = await run(s, () => null);
+    assert.deepEqual(skipped.tried, ['b/mb'], 'a is skipped while open');
+    s.advance(5000);
+    assert.equal(view()['a/ma'], 'half_open');
+    const probe = await run(s, () => null);
+    assert.deepEqual(probe.tried, ['a/ma']);
+    assert.deepEqual(view(), { 'a/ma': 'closed', 'b/mb': 'closed' });
+  });
+
+  test('every circuit open: 503 at once with the time until the first cooldown ends, and no upstream request', async () => {
+    const s = setup({ attempts: 1, circuit: { failures: 1, window_ms: 10_000, cooldown_ms: 5000 } }, [{ provider: 'a', model: 'ma' }, { provider: 'b', model: 'mb' }]);
+    await run(s, fail500);
+    s.advance(1000);
+    await run(s, fail500);
+    s.advance(500);
+    const r = await run(s, () => null);
+    assert.deepEqual(r.tried, []);
+    assert.ok(r.result instanceof GatewayError && r.result.status === 503);
+    assert.equal(r.result.retryAfterMs, 3500);
+  });
+
+  test('a session stays on the deployment that served it, and moves when that one fails', async () => {
+    const s = setup({ attempts: 3 }, [{ provider: 'a', model: 'ma' }, { provider: 'b', model: 'mb' }]);
+    // random() = 0 puts a first: make b serve the session once, then a is healthy again.
+    const first = await run(s, (id) => (id === 'a/ma' ? fail500() : null), call('k\nm\nsess'));
+    assert.equal(first.result, 'b/mb');
+    for (let i = 0; i < 3; i++) assert.deepEqual((await run(s, () => null, call('k\nm\nsess'))).tried, ['b/mb']);
+    assert.deepEqual((await run(s, () => null, call(null))).tried, ['a/ma'], 'no session: the plan order');
+    const moved = await run(s, (id) => (id === 'b/mb' ? fail500() : null), call('k\nm\nsess'));
+    assert.deepEqual(moved.tried, ['b/mb', 'a/ma']);
+    assert.deepEqual((await run(s, () => null, call('k\nm\nsess'))).tried, ['a/ma']);
+  });
+
+  test('a client that goes away during a backoff ends the request at once', async () => {
+    const s = setup({ attempts: 3, max_retry_wait_ms: 60_000, budget_ms: 120_000 }, [{ provider: 'a', model: 'ma' }]);
+    const ac = new AbortController();
+    const c = call(null, ac.signal);
+    const t0 = performance.now();
+    const done = routeRequest(s.routing, s.route, c, async () => {
+      setImmediate(() => ac.abort());
+      throw new UpstreamError('status', 'busy', { status: 503, headers: { 'retry-after': '30' } });
+    });
+    await assert.rejects(done, (e: unknown) => e instanceof UpstreamError && e.failure === 'aborted');
+    assert.ok(performance.now() - t0 < 1000);
+    assert.deepEqual(c.tried, ['a/ma']);
+  });
+
+  test('budget_ms bounds the time before the first byte: a hanging attempt is cut and the request ends', async () => {
+    const s = setup({ attempts: 3, budget_ms: 200 }, [{ provider: 'a', model: 'ma' }]);
+    const c = call();
+    const t0 = performance.now();
+    const done = routeRequest(s.routing, s.route, c, (_d, signal) =>
+      new Promise<string>((_, reject) => signal.addEventListener('abort', () => reject(new UpstreamError('aborted', 'cut')))),
+    );
+    await assert.rejects(done, (e: unknown) => e instanceof GatewayError && e.status === 502);
+    assert.ok(performance.now() - t0 < 1000);
+    assert.deepEqual(c.tried, ['a/ma']);
+  });
+});
