@@ -1,0 +1,308 @@
+// Upstream reliability through the whole gateway (SPEC §7): real fake upstreams on 127.0.0.1
+// that refuse, reset, hang, fail with 5xx/429/529, break before their first event or are slow to
+// it; the client (the openai SDK, retries off) sees only the success, and the headers and the
+// usage record say which deployment answered after how many attempts. With everything failing:
+// 502, or 503 when all were busy, after exactly `attempts` upstream requests counted at the fakes.
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, beforeEach, describe, test, type TestContext } from 'node:test';
+import OpenAI from 'openai';
+import { parseUsd } from '../src/billing/money.js';
+import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { startFakeUpstream, type Behavior, type FakeUpstream } from './helpers/upstream.js';
+
+const UPSTREAM_KEY = 'sk-upstream-secret-reliability-0123';
+const price = { input: 1, output: 2 };
+const hi = [{ role: 'user' as const, content: 'hi' }];
+/** The fake's default usage (10 in, 7 out) at $1/$2 per 1M tokens, in nano-USD. */
+const COST = 10n * 1000n + 7n * 2000n;
+
+/** A port nothing listens on: connections to it are refused. */
+async function closedPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** Polls until `check` passes or the deadline is reached (no fixed sleeps). */
+async function eventually<T>(what: string, get: () => Promise<T>, check: (v: T) => boolean, deadlineMs = 5000): Promise<T> {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    const v = await get();
+    if (check(v)) return v;
+    if (Date.now() > end) assert.fail(`${what}: not within ${deadlineMs} ms; last: ${JSON.stringify(v)}`);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+async function streamText(stream: AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>): Promise<string> {
+  let text = '';
+  for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
+  return text;
+}
+
+describe('retries and failover', () => {
+  let gw: TestGateway;
+  let bad: FakeUpstream;
+  let good: FakeUpstream;
+  let other: FakeUpstream;
+  let key: { id: string; key: string; accountId: string };
+  let client: OpenAI;
+
+  before(async () => {
+    bad = await startFakeUpstream();
+    good = await startFakeUpstream();
+    other = await startFakeUpstream();
+    const fast = { timeout_ms: 300, first_byte_timeout_ms: 300 };
+    gw = await startTestGateway({
+      // Failures across these tests must not open circuits: the breaker has its own tests below.
+      routing: { circuit: { failures: 10_000 } },
+      providers: {
+        bad: { type: 'openai', base_url: bad.url, api_key: UPSTREAM_KEY, ...fast },
+        good: { type: 'openai', base_url: good.url, api_key: UPSTREAM_KEY },
+        other: { type: 'openai', base_url: other.url, api_key: UPSTREAM_KEY },
+        closed: { type: 'openai', base_url: `http://127.0.0.1:${await closedPort()}/v1`, api_key: UPSTREAM_KEY },
+      },
+      models: {
+        m: { pricing: price, deployments: [{ provider: 'bad', model: 'up-bad' }, { provider: 'good', model: 'up-good', priority: 1 }] },
+        refused: { pricing: price, deployments: [{ provider: 'closed', model: 'up-closed' }, { provider: 'good', model: 'up-good', priority: 1 }] },
+        solo: { pricing: price, routing: { attempts: 2 }, deployments: [{ provider: 'bad', model: 'up-bad' }] },
+        pair: { pricing: price, deployments: [{ provider: 'good', model: 'up-good', weight: 3 }, { provider: 'other', model: 'up-other', weight: 1 }] },
+      },
+    });
+    key = await gw.createKey({ credit: '1000' });
+    client = gw.client(key.key, { maxRetries: 0 });
+  });
+  after(async () => {
+    await gw.close();
+    await Promise.all([bad.close(), good.close(), other.close()]);
+  });
+  beforeEach(() => {
+    for (const f of [bad, good, other]) {
+      f.setBehavior({ kind: 'ok' });
+      f.requests.length = 0;
+    }
+  });
+
+  const failures: [string, Behavior][] = [
+    ['reset', { kind: 'reset' }],
+    ['hang (first byte timeout)', { kind: 'hang' }],
+    ['500', { kind: 'status', status: 500 }],
+    ['503', { kind: 'status', status: 503 }],
+    ['429 with a retry-after', { kind: 'status', status: 429, headers: { 'retry-after': '1' } }],
+    ['529', { kind: 'status', status: 529, body: { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } } }],
+    ['a stream cut before its first event', { kind: 'stream', breakAfter: 0 }],
+    ['a first byte slower than the timeout', { kind: 'ok', delayMs: 3000 }],
+  ];
+  for (const [name, behavior] of failures) {
+    test(`${name}: fails over to the next deployment, the client sees only the success (plain and streamed)`, async () => {
+      bad.setBehavior(behavior);
+      const { data, response } = await client.chat.completions.create({ model: 'm', messages: hi }).withResponse();
+      assert.equal(data.choices[0]!.message.content, 'Hello from the fake upstream.');
+      assert.equal(response.headers.get('x-token360-attempts'), '2');
+      assert.equal(response.headers.get('x-token360-deployment'), 'good/up-good');
+
+      const s = await client.chat.completions.create({ model: 'm', messages: hi, stream: true }).withResponse();
+      assert.equal(s.response.headers.get('x-token360-attempts'), '2');
+      assert.equal(s.response.headers.get('x-token360-deployment'), 'good/up-good');
+      assert.equal(await streamText(s.data), 'Hello from the fake upstream.');
+      assert.equal(bad.requests.length, 2);
+      assert.equal(good.requests.length, 2);
+    });
+  }
+
+  test('refused (nothing listens): fails over', async () => {
+    const { data, response } = await client.chat.completions.create({ model: 'refused', messages: hi }).withResponse();
+    assert.equal(data.choices[0]!.message.content, 'Hello from the fake upstream.');
+    assert.equal(response.headers.get('x-token360-attempts'), '2');
+    assert.equal(response.headers.get('x-token360-deployment'), 'good/up-good');
+  });
+
+  test('one deployment: a 429 with a short retry-after is waited out and retried there', async () => {
+    bad.setBehavior(() => (bad.requests.length === 1 ? { kind: 'status', status: 429, headers: { 'retry-after-ms': '150' } } : { kind: 'ok' }));
+    const { data, response } = await client.chat.completions.create({ model: 'solo', messages: hi }).withResponse();
+    assert.equal(data.choices[0]!.message.content, 'Hello from the fake upstream.');
+    assert.equal(response.headers.get('x-token360-attempts'), '2');
+    assert.equal(response.headers.get('x-token360-deployment'), 'bad/up-bad');
+    assert.equal(bad.requests.length, 2);
+  });
+
+  test('billing stays exact across retries: only the answer that reached the client is billed, and the record names it and the attempts', async () => {
+    const k = await gw.createKey({ credit: '1' });
+    const c = gw.client(k.key, { maxRetries: 0 });
+    bad.setBehavior({ kind: 'status', status: 500 });
+    await c.chat.completions.create({ model: 'm', messages: hi });
+    assert.equal(await streamText(await c.chat.completions.create({ model: 'm', messages: hi, stream: true, stream_options: { include_usage: true } })), 'Hello from the fake upstream.');
+    const usage = (await gw.admin('GET', `/usage?key_id=${k.id}`)).json.data as Record<string, unknown>[];
+    assert.equal(usage.length, 2);
+    for (const u of usage) {
+      assert.equal(u['status'], 200);
+      assert.equal(u['provider'], 'good');
+      assert.equal(u['upstream_model'], 'up-good');
+      assert.equal(u['attempts'], 2);
+      assert.equal(parseUsd(u['cost'] as string), COST);
+    }
+    const acct = (await gw.admin('GET', `/accounts/${k.accountId}`)).json;
+    assert.equal(parseUsd(acct.balance), parseUsd('1')! - 2n * COST);
+    assert.equal(acct.held, '0.000000000');
+  });
+
+  test('everything failing: 502 after exactly `attempts` upstream requests, with the headers', async () => {
+    bad.setBehavior({ kind: 'status', status: 500 });
+    good.setBehavior({ kind: 'status', status: 502 });
+    const e = await client.chat.completions.create({ model: 'm', messages: hi }).then(
+      () => assert.fail('expected an error'),
+      (err: unknown) => err,
+    );
+    assert.ok(e instanceof OpenAI.APIError);
+    assert.equal(e.status, 502);
+    assert.equal(e.headers?.get('x-token360-attempts'), '3');
+    assert.match(e.headers?.get('x-token360-deployment') ?? '', /^(bad\/up-bad|good\/up-good)$/);
+    assert.equal(bad.requests.length + good.requests.length, 3);
+    assert.equal(bad.requests.length, 2, 'the first again after the second');
+  });
+
+  test('everything busy: 503 with retry-after after exactly `attempts` upstream requests', async () => {
+    const busy: Behavior = { kind: 'status', status: 429, headers: { 'retry-after-ms': '50' } };
+    bad.setBehavior(busy);
+    good.setBehavior(busy);
+    const r = await gw.http('POST', '/v1/chat/completions', { key: key.key, body: { model: 'm', messages: hi } });
+    assert.equal(r.status, 503);
+    assert.ok(Number(r.headers['retry-after']) >= 1);
+    assert.equal(r.headers['x-token360-attempts'], '3');
+    assert.equal(bad.requests.length + good.requests.length, 3);
+  });
+
+  test('an upstream 400 reaches the upstream once and the client gets 400', async () => {
+    bad.setBehavior({ kind: 'status', status: 400, body: { error: { message: 'messages: too long', type: 'invalid_request_error', param: 'messages', code: null } } });
+    const r = await gw.http('POST', '/v1/chat/completions', { key: key.key, body: { model: 'm', messages: hi } });
+    assert.equal(r.status, 400);
+    assert.equal(r.headers['x-token360-attempts'], '1');
+    assert.equal(bad.requests.length, 1);
+    assert.equal(good.requests.length, 0);
+  });
+
+  test('a stream that breaks after its first event is not failed over: one upstream request, the client gets the error event', async () => {
+    bad.setBehavior({ kind: 'stream', breakAfter: 2 });
+    const r = await gw.http('POST', '/v1/chat/completions', { key: key.key, body: { model: 'm', messages: hi, stream: true } });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['x-token360-attempts'], '1');
+    assert.equal(r.headers['x-token360-deployment'], 'bad/up-bad');
+    assert.match(r.text, /"error"/);
+    assert.equal(bad.requests.length, 1);
+    assert.equal(good.requests.length, 0);
+  });
+
+  test('affinity: one session lands on one deployment every time; requests without one spread by weight', async () => {
+    const served = async (body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<string> => {
+      const r = await gw.http('POST', '/v1/chat/completions', { key: key.key, body: { model: 'pair', messages: hi, ...body }, headers });
+      assert.equal(r.status, 200);
+      return r.headers['x-token360-deployment']!;
+    };
+    const spread = new Map<string, number>();
+    for (let i = 0; i < 60; i++) {
+      const d = await served({});
+      spread.set(d, (spread.get(d) ?? 0) + 1);
+    }
+    // Weights 3:1 over 60 requests: each side well away from 0 and the heavier one ahead.
+    assert.ok((spread.get('good/up-good') ?? 0) > (spread.get('other/up-other') ?? 0), JSON.stringify([...spread]));
+    assert.ok((spread.get('other/up-other') ?? 0) > 0, JSON.stringify([...spread]));
+
+    for (const [body, headers] of [[{}, { 'x-session-id': 'sess-header' }], [{ prompt_cache_key: 'sess-cache' }, {}], [{ user: 'sess-user' }, {}]] as const) {
+      const first = await served(body, headers);
+      for (let i = 0; i < 12; i++) assert.equal(await served(body, headers), first, JSON.stringify(body) + JSON.stringify(headers));
+    }
+  });
+
+  test('affinity from Anthropic metadata.user_id on /v1/messages', async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 12; i++) {
+      const r = await gw.http('POST', '/v1/messages', {
+        key: key.key,
+        body: { model: 'pair', max_tokens: 50, messages: hi, metadata: { user_id: 'claude-session-1' } },
+        headers: { 'anthropic-version': '2023-06-01' },
+      });
+      assert.equal(r.status, 200, r.text);
+      seen.add(r.headers['x-token360-deployment']!);
+    }
+    assert.equal(seen.size, 1);
+  });
+});
+
+describe('circuit breaker over HTTP', () => {
+  test('opens after `failures`, stops traffic to the deployment, probes once after the cooldown and closes; /admin/deployments shows each state', async (t: TestContext) => {
+    const bad = await startFakeUpstream({ behavior: { kind: 'status', status: 500 } });
+    const good = await startFakeUpstream();
+    const gw = await startTestGateway({
+      routing: { attempts: 2, circuit: { failures: 2, window_ms: 60_000, cooldown_ms: 300 } },
+      providers: {
+        bad: { type: 'openai', base_url: bad.url, api_key: UPSTREAM_KEY },
+        good: { type: 'openai', base_url: good.url, api_key: UPSTREAM_KEY },
+      },
+      models: { m: { pricing: price, deployments: [{ provider: 'bad', model: 'up-bad' }, { provider: 'good', model: 'up-good', priority: 1 }] } },
+    });
+    t.after(async () => {
+      await gw.close();
+      await Promise.all([bad.close(), good.close()]);
+    });
+    const { key } = await gw.createKey();
+    const client = gw.client(key, { maxRetries: 0 });
+    const states = async (): Promise<Record<string, Record<string, unknown>>> => {
+      const r = await gw.admin('GET', '/deployments');
+      assert.equal(r.status, 200);
+      return Object.fromEntries((r.json.data as Record<string, unknown>[]).map((d) => [`${d['provider']}/${d['model']}`, d]));
+    };
+    const unauthorized = await gw.http('GET', '/admin/deployments', { key });
+    assert.equal(unauthorized.status, 401);
+
+    assert.equal((await states())['bad/up-bad']!['state'], 'closed');
+    for (let i = 0; i < 2; i++) {
+      const { response } = await client.chat.completions.create({ model: 'm', messages: hi }).withResponse();
+      assert.equal(response.headers.get('x-token360-deployment'), 'good/up-good');
+    }
+    let s = await states();
+    assert.equal(s['bad/up-bad']!['state'], 'open');
+    assert.equal(s['bad/up-bad']!['recent_failures'], 2);
+    assert.equal(s['bad/up-bad']!['requests'], 2);
+    assert.equal(s['good/up-good']!['state'], 'closed');
+    assert.equal(s['good/up-good']!['requests'], 2);
+    assert.equal(typeof s['good/up-good']!['latency_ms_p50'], 'number');
+
+    // Open: traffic stops, the fake's counter does not move.
+    const { response } = await client.chat.completions.create({ model: 'm', messages: hi }).withResponse();
+    assert.equal(response.headers.get('x-token360-attempts'), '1');
+    assert.equal(bad.requests.length, 2);
+
+    await eventually('half-open after the cooldown', states, (v) => v['bad/up-bad']!['state'] === 'half_open');
+    bad.setBehavior({ kind: 'ok' });
+    const probe = await client.chat.completions.create({ model: 'm', messages: hi }).withResponse();
+    assert.equal(probe.response.headers.get('x-token360-deployment'), 'bad/up-bad');
+    assert.equal(bad.requests.length, 3);
+    s = await states();
+    assert.equal(s['bad/up-bad']!['state'], 'closed');
+  });
+
+  test('every deployment open: 503 with retry-after at once, no upstream request', async (t: TestContext) => {
+    const bad = await startFakeUpstream({ behavior: { kind: 'status', status: 503 } });
+    const gw = await startTestGateway({
+      routing: { attempts: 1, circuit: { failures: 1, window_ms: 60_000, cooldown_ms: 60_000 } },
+      providers: { bad: { type: 'openai', base_url: bad.url, api_key: UPSTREAM_KEY } },
+      models: { m: { pricing: price, deployments: [{ provider: 'bad', model: 'up-bad' }] } },
+    });
+    t.after(async () => {
+      await gw.close();
+      await bad.close();
+    });
+    const { key } = await gw.createKey();
+    const first = await gw.http('POST', '/v1/chat/completions', { key, body: { model: 'm', messages: hi } });
+    assert.equal(first.status, 502);
+    const r = await gw.http('POST', '/v1/chat/completions', { key, body: { model: 'm', messages: hi } });
+    assert.equal(r.status, 503);
+    assert.ok(Number(r.headers['retry-after']) >= 59, r.headers['retry-after']);
+    assert.equal(r.headers['x-token360-attempts'], '0');
+    assert.equal(bad.requests.length, 1);
+  });
+});
