@@ -9,7 +9,7 @@ import { createProviders } from '../src/providers/registry.js';
 import { ByteBudget } from '../src/providers/whole-body.js';
 import { Affinity } from '../src/routing/affinity.js';
 import { Circuit } from '../src/routing/breaker.js';
-import { Catalog, type Deployment, type ModelRoute } from '../src/routing/catalog.js';
+import { Catalog, type Deployment } from '../src/routing/catalog.js';
 import { Health } from '../src/routing/health.js';
 import { routeRequest, verdict, type RouteCall, type Routing } from '../src/routing/retry.js';
 
