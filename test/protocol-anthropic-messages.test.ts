@@ -377,7 +377,9 @@ describe('passthrough: a model on an Anthropic upstream', () => {
   });
 
   test('an upstream overloaded (529) is a 503 overloaded_error; the SDK raises ServiceUnavailableError', async () => {
-    ant.next({ kind: 'error', status: 529, type: 'overloaded_error', message: 'Overloaded' });
+    // Every attempt (3, the default) finds it overloaded.
+    const overloaded = { kind: 'error', status: 529, type: 'overloaded_error', message: 'Overloaded' } as const;
+    ant.next(overloaded, overloaded, overloaded);
     const err = await failure(client.messages.create({ model: 'claude', max_tokens: 10, messages: [{ role: 'user', content: 'Hi' }] }));
     assert.ok(err instanceof Anthropic.ServiceUnavailableError);
     assert.equal((err.error as Json)['error']['type'], 'overloaded_error');

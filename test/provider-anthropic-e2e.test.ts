@@ -502,21 +502,26 @@ test('an error event mid-stream: the SDK raises it while iterating, after the te
 });
 
 describe('overloaded (529) and rate limited (429)', () => {
-  const upstreamErrors: [string, Script, string][] = [
-    ['529 overloaded_error', { kind: 'error', status: 529, type: 'overloaded_error', message: 'Overloaded' }, '1'],
-    ['429 rate_limit_error with retry-after: 7', { kind: 'error', status: 429, type: 'rate_limit_error', message: 'Number of request tokens has exceeded your per-minute rate limit', headers: { 'retry-after': '7' } }, '7'],
+  // The last field: upstream requests the only deployment gets. Without a retry-after it is retried
+  // (3 attempts, the default); a retry-after beyond max_retry_wait_ms (2 s) ends the request at once.
+  const upstreamErrors: [string, Script, string, number][] = [
+    ['529 overloaded_error', { kind: 'error', status: 529, type: 'overloaded_error', message: 'Overloaded' }, '1', 3],
+    ['429 rate_limit_error with retry-after: 7', { kind: 'error', status: 429, type: 'rate_limit_error', message: 'Number of request tokens has exceeded your per-minute rate limit', headers: { 'retry-after': '7' } }, '7', 1],
   ];
 
-  for (const [what, script, retryAfter] of upstreamErrors) {
-    test(`${what}, the only deployment: 503 with retry-after ${retryAfter}, streamed and not`, async () => {
+  for (const [what, script, retryAfter, attempts] of upstreamErrors) {
+    test(`${what}, the only deployment: 503 with retry-after ${retryAfter} after ${attempts} upstream request(s), streamed and not`, async () => {
       for (const stream of [false, true]) {
-        upA.next(script);
+        upA.next(...Array.from({ length: attempts }, () => script));
+        const before = upA.received.length;
         const err = await sdkFailure(sdk.chat.completions.create({ model: 'claude', max_tokens: 100, messages: hi, stream }));
         assert.ok(err instanceof OpenAI.InternalServerError, String(err));
         assert.equal(err.status, 503);
         assert.equal((err.error as Json)['type'], 'api_error');
         assert.equal(err.headers?.get('retry-after'), retryAfter);
         assert.equal(err.headers?.get('retry-after-ms'), String(Number(retryAfter) * 1000));
+        assert.equal(upA.received.length - before, attempts);
+        assert.equal(err.headers?.get('x-token360-attempts'), String(attempts));
       }
     });
 
@@ -550,7 +555,7 @@ test('an overloaded error event right after message_start, before any output: 50
       errorEvent('overloaded_error', 'Overloaded'),
     ],
   });
-  upA.next(overloadedAtOnce());
+  upA.next(overloadedAtOnce(), overloadedAtOnce(), overloadedAtOnce());
   const err = await sdkFailure(sdk.chat.completions.create({ model: 'claude', max_tokens: 100, messages: hi, stream: true }));
   assert.equal(err.status, 503, 'an HTTP status the SDK can retry on, not an error inside a 200 stream');
   assert.ok(err.headers?.get('retry-after') !== null);

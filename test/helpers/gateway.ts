@@ -52,6 +52,9 @@ export async function startTestGateway(config: RawConfig = {}): Promise<TestGate
     log_level: 'silent',
     admin_key: ADMIN_KEY,
     database: `sqlite:${join(dir, 'test.db')}`,
+    // Tests that fail an upstream on purpose, one after another, must not open its circuit for the
+    // next test; a test of the breaker sets its own `routing`.
+    routing: { circuit: { failures: 1_000_000 } },
     ...config,
     server: { port: 0, host: '127.0.0.1', ...(config.server ?? {}) },
     providers: { demo: { type: 'demo' }, ...(config.providers ?? {}) },
