@@ -150,6 +150,29 @@ async function run(s: ReturnType<typeof setup>, outcome: (id: string) => Upstrea
 
 const fail500 = (): UpstreamError => new UpstreamError('status', 'boom', { status: 500 });
 
+describe('routing config', () => {
+  test('defaults as SPEC §7 says; a model overrides any field, circuit fields one by one, and keeps the rest', () => {
+    const config = configSchema.parse({
+      providers: { a: { type: 'demo' } },
+      routing: { max_retry_wait_ms: 1500, circuit: { cooldown_ms: 9000 } },
+      models: {
+        plain: { deployments: [{ provider: 'a', model: 'x' }] },
+        own: { routing: { attempts: 2, circuit: { failures: 7 } }, deployments: [{ provider: 'a', model: 'x' }] },
+      },
+    } satisfies RawConfig);
+    const providers = createProviders(config.providers, { limits: { maxResponseBytes: 1, maxEventBytes: 1, budget: new ByteBudget(1) } });
+    const catalog = new Catalog(config, providers);
+    assert.deepEqual(catalog.get('plain')!.policy, {
+      attempts: 3, maxRetryWaitMs: 1500, budgetMs: 30_000, circuit: { failures: 5, windowMs: 30_000, cooldownMs: 9000 }, affinityTtlMs: 600_000,
+    });
+    assert.deepEqual(catalog.get('own')!.policy, {
+      attempts: 2, maxRetryWaitMs: 1500, budgetMs: 30_000, circuit: { failures: 7, windowMs: 30_000, cooldownMs: 9000 }, affinityTtlMs: 600_000,
+    });
+    assert.throws(() => configSchema.parse({ routing: { attempts: 0 } }));
+    assert.throws(() => configSchema.parse({ routing: { retries: 2 } }), 'unknown fields are refused');
+  });
+});
+
 describe('routeRequest', () => {
   test('moves on to another deployment first, in priority order, and answers with the first success', async () => {
     const s = setup();
