@@ -73,7 +73,7 @@ export class ResponsesUpstream {
   private handle(method: string, path: string, headers: IncomingHttpHeaders, text: string, res: ServerResponse): void {
     if (headers.authorization !== `Bearer ${this.apiKey}`) return error(res, 401, 'Incorrect API key provided.', 'invalid_api_key', null);
     const one = /^\/v1\/responses\/([^/?]+)(?:\?.*)?$/.exec(path);
-    if (one !== null && (method === 'GET' || method === 'DELETE')) return this.stored1(method, path, decodeURIComponent(one[1]!), headers, res);
+    if (one !== null && (method === 'GET' || method === 'DELETE')) return this.serveStored(method, path, decodeURIComponent(one[1]!), headers, res);
     if (path !== '/v1/responses' || method !== 'POST') return error(res, 404, `Unknown path ${path}`, null, null);
     let body: Json;
     try {
@@ -106,7 +106,7 @@ export class ResponsesUpstream {
   }
 
   /** A stored response read or deleted; the query (`include[]`, …) is recorded, not interpreted. */
-  private stored1(method: 'GET' | 'DELETE', path: string, id: string, headers: IncomingHttpHeaders, res: ServerResponse): void {
+  private serveStored(method: 'GET' | 'DELETE', path: string, id: string, headers: IncomingHttpHeaders, res: ServerResponse): void {
     this.received.push({ method, path, headers, body: {} });
     if (this.failReads !== null) return error(res, this.failReads.status, this.failReads.message, null, null);
     const found = this.stored.get(id);

@@ -69,7 +69,7 @@ export class UpstreamHttp {
   /** A non-streamed call, cut after `timeout_ms` for the whole response or when the client goes away. */
   /** `extra`: headers of this request alone (a client's protocol headers passed through), over the defaults. */
   async json<T>(path: string, body: JsonObject, clientSignal: AbortSignal, take: (held: HeldBody) => T, extra?: Record<string, string>): Promise<T> {
-    return this.whole('POST', path, body, clientSignal, (held) => take(held), extra);
+    return this.whole('POST', path, body, clientSignal, take, extra);
   }
 
   /**
