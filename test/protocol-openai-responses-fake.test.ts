@@ -49,3 +49,19 @@ test('previous_response_id: known ids continue, unknown ones are a 400 naming th
   const bad = new OpenAI({ baseURL: up.url, apiKey: 'sk-wrong', maxRetries: 0 });
   await assert.rejects(bad.responses.create({ model: 'gpt-x', input: 'x' }), OpenAI.AuthenticationError);
 });
+
+test('retrieve and delete: the stored Response, then {deleted}; afterwards and for unknown ids a 404 (NotFoundError)', async () => {
+  up.script = () => ({ kind: 'answer', text: 'Keep me.' });
+  const made = await sdk.responses.create({ model: 'gpt-x', input: 'Hi' });
+  const got = await sdk.responses.retrieve(made.id, { include: ['reasoning.encrypted_content'] });
+  assert.equal(got.id, made.id);
+  assert.equal(got.output_text, 'Keep me.');
+  const get = up.received.at(-1)!;
+  assert.equal(get.method, 'GET');
+  assert.equal(new URL(get.path, 'http://x').searchParams.get('include[]'), 'reasoning.encrypted_content');
+  await sdk.responses.delete(made.id);
+  assert.equal(up.received.at(-1)!.method, 'DELETE');
+  assert.equal(up.stored.has(made.id), false);
+  await assert.rejects(sdk.responses.retrieve(made.id), OpenAI.NotFoundError);
+  await assert.rejects(sdk.responses.delete('resp_nope'), OpenAI.NotFoundError);
+});

@@ -48,6 +48,27 @@ describe('SQLite specifics', () => {
     }
   });
 
+  test('a response origin remembered before accounts were noted (version 4) comes back, after the upgrade, with no account', async () => {
+    const path = join(dir, 'origins-v4.db');
+    const old = new Database(path);
+    old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+    for (const m of SQLITE_MIGRATIONS.filter((m) => m.version <= 4)) {
+      old.exec(m.sql);
+      old.prepare('INSERT INTO schema_migrations VALUES (?, ?, 0)').run(m.version, m.name);
+    }
+    const until = Date.now() + 60_000;
+    old.prepare("INSERT INTO response_origins (id, provider, upstream_model, expires_at) VALUES ('resp_old', 'nat', 'gpt-x', ?)").run(until);
+    old.close();
+    const store = await openStore(`sqlite:${path}`);
+    try {
+      assert.deepEqual(await store.findResponse('resp_old', Date.now()), { provider: 'nat', upstreamModel: 'gpt-x', accountId: null });
+      await store.rememberResponse('resp_new', { provider: 'nat', upstreamModel: 'gpt-x', accountId: 'acct_1' }, until);
+      assert.equal((await store.findResponse('resp_new', Date.now()))?.accountId, 'acct_1');
+    } finally {
+      await store.close();
+    }
+  });
+
   test('migration versions are unique and ascending', () => {
     const versions = SQLITE_MIGRATIONS.map((m) => m.version);
     assert.deepEqual(versions, [...versions].sort((x, y) => x - y));

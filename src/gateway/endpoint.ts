@@ -2,6 +2,7 @@ import type { Bill } from '../billing/bill.js';
 import type { GatewayError } from '../errors.js';
 import type { ChatStream } from '../providers/contract.js';
 import type { Deployment, ModelRoute } from '../routing/catalog.js';
+import type { ApiKey } from '../store/types.js';
 import type { JsonObject, StreamEvent, Usage } from '../types/chat.js';
 
 // What differs between the endpoints of the request pipeline (pipeline.ts): one descriptor per
@@ -62,9 +63,10 @@ export interface Endpoint<P> {
   /**
    * The whole request checked (400 naming the field) and read into the endpoint's terms. The
    * headers are there for protocols whose headers a same-protocol upstream must see
-   * (`anthropic-version`, `anthropic-beta`: ChatRequest.source.headers).
+   * (`anthropic-version`, `anthropic-beta`: ChatRequest.source.headers). The key is there for
+   * state that belongs to an account (OpenAI Responses: whose stored responses it may continue).
    */
-  validate(body: JsonObject, model: string, headers: RequestHeaders): P;
+  validate(body: JsonObject, model: string, headers: RequestHeaders, key: ApiKey): P;
   stream(p: P): boolean;
   /**
    * The session the request belongs to (`x-session-id`, or the body's own: `prompt_cache_key`,

@@ -43,7 +43,7 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
     ctx.model = parsed.model;
     const route = (ctx.route = resolveModel(gw.catalog, parsed.model));
     authorize(ctx.key, route.id);
-    p = ctx.request = ep.validate(parsed.body, parsed.model, ex.requestHeaders);
+    p = ctx.request = ep.validate(parsed.body, parsed.model, ex.requestHeaders, ctx.key);
     if (ep.narrow !== undefined) ctx.route = await ep.narrow(p, route);
     ctx.stream = ep.stream(p);
     const estimate = (ctx.estimate = ep.estimate(p, ctx.route));

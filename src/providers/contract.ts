@@ -51,10 +51,31 @@ export interface Provider {
    * `previous_response_id`) can go only to such providers. Absent: none.
    */
   readonly nativeProtocols?: readonly ClientProtocol[];
+  /**
+   * Reads or deletes a response the upstream stores (OpenAI Responses `GET`/`DELETE
+   * /responses/{id}`, SPEC §6). Optional because only a provider serving 'openai-responses'
+   * natively has such state; a non-2xx answer throws an UpstreamError as chat() does.
+   */
+  storedResponse?(call: StoredResponseCall): Promise<StoredResponseAnswer>;
   chat(call: ChatCall): Promise<ChatResponse>;
   chatStream(call: ChatCall): Promise<ChatStream>;
   embeddings(call: EmbeddingsCall): Promise<EmbeddingsResult>;
   close(): Promise<void>;
+}
+
+export interface StoredResponseCall {
+  method: 'GET' | 'DELETE';
+  /** The upstream's response id, as the client sent it. */
+  id: string;
+  /** The client's query string (`include[]=…`) without its `?`, or ''. */
+  query: string;
+  signal: AbortSignal;
+}
+
+/** The upstream's 2xx answer: its status and JSON object as they came. */
+export interface StoredResponseAnswer {
+  status: number;
+  body: JsonObject;
 }
 
 /** What a provider gets from the gateway besides its own config. */

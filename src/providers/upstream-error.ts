@@ -77,7 +77,8 @@ function parsed(body: string): Record<string, unknown> | null {
   }
 }
 
-function upstreamMessage(body: string): string | null {
+/** The message in an upstream's error body (OpenAI-style `{error:{message}}` or a short plain text), uncleaned. */
+export function upstreamMessage(body: string): string | null {
   const e = parsed(body);
   const m = e?.['message'];
   if (typeof m === 'string' && m !== '') return m;

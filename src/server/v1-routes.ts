@@ -14,6 +14,7 @@ import { handle } from '../gateway/pipeline.js';
 import { openAIChat } from '../protocols/openai-chat/endpoint.js';
 import { openAIEmbeddings } from '../protocols/openai-embeddings/endpoint.js';
 import { openAIResponses } from '../protocols/openai-responses/endpoint.js';
+import { storedResponse } from '../protocols/openai-responses/stored.js';
 import { writeBody, writeFrames } from './write-reply.js';
 import { resolveModel } from '../gateway/resolve-model.js';
 import type { JudgeAuthFailure } from '../auth/failures.js';
@@ -132,6 +133,23 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
     return req.headers['anthropic-version'] !== undefined ? anthropicModel(route.listing) : route.listing;
   });
   methodNotAllowed(app, '/v1/models/*', ['GET']);
+
+  // A stored response, at the native deployment that made it (SPEC §6). Free: no hold, no usage
+  // record, not counted by limits. `:id`, not `*`: `/v1/responses/{id}/cancel` and
+  // `/input_items` are not served, and stay unknown routes.
+  const stored = (method: 'GET' | 'DELETE') => async (req: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
+    const key = await keyOf(req, reply);
+    const ac = new AbortController();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) ac.abort();
+    });
+    const q = req.url.indexOf('?');
+    const r = await storedResponse(gw.catalog, gw.store, { method, id: req.params.id, query: q < 0 ? '' : req.url.slice(q + 1), key, signal: ac.signal });
+    return reply.code(r.status).send(r.body);
+  };
+  app.get('/v1/responses/:id', stored('GET'));
+  app.delete('/v1/responses/:id', stored('DELETE'));
+  methodNotAllowed(app, '/v1/responses/:id', ['GET', 'DELETE']);
 
   app.get('/v1/me', async (req, reply) => {
     const key = await keyOf(req, reply);

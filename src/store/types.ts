@@ -248,16 +248,20 @@ export interface Store {
 
   /**
    * Notes which deployment created an upstream's stateful response (OpenAI Responses, SPEC §6),
-   * so that requests continuing it (`previous_response_id`) reach that deployment from any
-   * replica until `expiresAt` (epoch ms). Writing an id again replaces the entry.
+   * and the account whose key made it, so that requests continuing it (`previous_response_id`)
+   * or reading and deleting it (`GET`/`DELETE /v1/responses/{id}`) reach that deployment from
+   * any replica until `expiresAt` (epoch ms), for that account only. Writing an id again
+   * replaces the entry.
    */
   rememberResponse(id: string, where: ResponseOrigin, expiresAt: number): Promise<void>;
-  /** The deployment that created the response, or null when unknown or expired at `now`. */
+  /** The deployment that created the response and its account, or null when unknown or expired at `now`. */
   findResponse(id: string, now: number): Promise<ResponseOrigin | null>;
 }
 
-/** A deployment: the provider's name in the config and its model there. */
+/** A deployment (the provider's name in the config and its model there), and the account the response belongs to. */
 export interface ResponseOrigin {
   provider: string;
   upstreamModel: string;
+  /** null for an entry written before the gateway noted accounts (schema version 4): no account owns it. */
+  accountId: string | null;
 }

@@ -7,12 +7,16 @@ import type { AddressInfo } from 'node:net';
 // (reasoning, message with output_text, function_call), typed SSE events with sequence numbers,
 // a terminal response.completed / response.incomplete / response.failed. It stores the responses
 // it made, so `previous_response_id` works only on the server that made the response (as at
-// OpenAI: a continuation that reaches another deployment fails). Proved faithful by the openai
+// OpenAI: a continuation that reaches another deployment fails), and serves them back:
+// `GET /v1/responses/{id}` (the Response object) and `DELETE /v1/responses/{id}` (`{id, object:
+// "response", deleted: true}`), 404 for an id it does not have. Proved faithful by the openai
 // SDK in test/protocol-openai-responses-fake.test.ts.
 
 type Json = Record<string, unknown>;
 
 export interface Received {
+  method: string;
+  /** With the query string, as it came. */
   path: string;
   headers: IncomingHttpHeaders;
   body: Json;
@@ -39,6 +43,8 @@ export class ResponsesUpstream {
   /** Responses this server made, by id: a continuation must come back here. */
   readonly stored = new Map<string, Json>();
   script: (body: Json) => Script = () => ({ kind: 'answer', text: 'Hello from Responses.' });
+  /** When set, GET and DELETE of a stored response fail with this status and message instead. */
+  failReads: { status: number; message: string } | null = null;
 
   private constructor(
     private readonly server: Server,
@@ -54,7 +60,7 @@ export class ResponsesUpstream {
     server.on('request', (req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => up.handle(req.url ?? '', req.headers, Buffer.concat(chunks).toString('utf8'), res));
+      req.on('end', () => up.handle(req.method ?? 'GET', req.url ?? '', req.headers, Buffer.concat(chunks).toString('utf8'), res));
     });
     return up;
   }
@@ -64,16 +70,18 @@ export class ResponsesUpstream {
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
-  private handle(path: string, headers: IncomingHttpHeaders, text: string, res: ServerResponse): void {
+  private handle(method: string, path: string, headers: IncomingHttpHeaders, text: string, res: ServerResponse): void {
     if (headers.authorization !== `Bearer ${this.apiKey}`) return error(res, 401, 'Incorrect API key provided.', 'invalid_api_key', null);
-    if (path !== '/v1/responses') return error(res, 404, `Unknown path ${path}`, null, null);
+    const one = /^\/v1\/responses\/([^/?]+)(?:\?.*)?$/.exec(path);
+    if (one !== null && (method === 'GET' || method === 'DELETE')) return this.serveStored(method, path, decodeURIComponent(one[1]!), headers, res);
+    if (path !== '/v1/responses' || method !== 'POST') return error(res, 404, `Unknown path ${path}`, null, null);
     let body: Json;
     try {
       body = JSON.parse(text) as Json;
     } catch {
       return error(res, 400, 'We could not parse the JSON body of your request.', null, null);
     }
-    this.received.push({ path, headers, body });
+    this.received.push({ method, path, headers, body });
     const prev = body['previous_response_id'];
     if (typeof prev === 'string' && !this.stored.has(prev)) {
       return error(res, 400, `Previous response with id '${prev}' not found.`, 'previous_response_not_found', 'previous_response_id');
@@ -95,6 +103,18 @@ export class ResponsesUpstream {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(done));
     }
+  }
+
+  /** A stored response read or deleted; the query (`include[]`, …) is recorded, not interpreted. */
+  private serveStored(method: 'GET' | 'DELETE', path: string, id: string, headers: IncomingHttpHeaders, res: ServerResponse): void {
+    this.received.push({ method, path, headers, body: {} });
+    if (this.failReads !== null) return error(res, this.failReads.status, this.failReads.message, null, null);
+    const found = this.stored.get(id);
+    if (found === undefined) return error(res, 404, `Response with id '${id}' not found.`, null, null);
+    const body = method === 'GET' ? found : { id, object: 'response', deleted: true };
+    if (method === 'DELETE') this.stored.delete(id);
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
   }
 
   private stream(res: ServerResponse, base: Json, s: Exclude<Script, { kind: 'status' }>): void {

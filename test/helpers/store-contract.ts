@@ -808,9 +808,9 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
       test('an id remembered is found with its deployment until it expires; an unknown id is not', async () => {
         const id = uniq('resp');
         const now = Date.now();
-        await store.rememberResponse(id, { provider: 'native-a', upstreamModel: 'gpt-x' }, now + 1000);
-        assert.deepEqual(await store.findResponse(id, now), { provider: 'native-a', upstreamModel: 'gpt-x' });
-        assert.deepEqual(await store.findResponse(id, now + 999), { provider: 'native-a', upstreamModel: 'gpt-x' });
+        await store.rememberResponse(id, { provider: 'native-a', upstreamModel: 'gpt-x', accountId: 'acct_a' }, now + 1000);
+        assert.deepEqual(await store.findResponse(id, now), { provider: 'native-a', upstreamModel: 'gpt-x', accountId: 'acct_a' });
+        assert.deepEqual(await store.findResponse(id, now + 999), { provider: 'native-a', upstreamModel: 'gpt-x', accountId: 'acct_a' });
         assert.equal(await store.findResponse(id, now + 1000), null);
         assert.equal(await store.findResponse(uniq('resp'), now), null);
       });
@@ -818,16 +818,27 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
       test('remembering an id again replaces its deployment and expiry', async () => {
         const id = uniq('resp');
         const now = Date.now();
-        await store.rememberResponse(id, { provider: 'a', upstreamModel: 'm1' }, now + 10);
-        await store.rememberResponse(id, { provider: 'b', upstreamModel: 'm2' }, now + 100_000);
-        assert.deepEqual(await store.findResponse(id, now + 50), { provider: 'b', upstreamModel: 'm2' });
+        await store.rememberResponse(id, { provider: 'a', upstreamModel: 'm1', accountId: 'acct_1' }, now + 10);
+        await store.rememberResponse(id, { provider: 'b', upstreamModel: 'm2', accountId: 'acct_2' }, now + 100_000);
+        assert.deepEqual(await store.findResponse(id, now + 50), { provider: 'b', upstreamModel: 'm2', accountId: 'acct_2' });
+      });
+
+      test('the account a response belongs to comes back with it; an entry without one comes back with null', async () => {
+        const [mine, theirs, none] = [uniq('resp'), uniq('resp'), uniq('resp')];
+        const until = Date.now() + 60_000;
+        await store.rememberResponse(mine, { provider: 'p', upstreamModel: 'm', accountId: 'acct_mine' }, until);
+        await store.rememberResponse(theirs, { provider: 'p', upstreamModel: 'm', accountId: 'acct_theirs' }, until);
+        await store.rememberResponse(none, { provider: 'p', upstreamModel: 'm', accountId: null }, until);
+        assert.equal((await store.findResponse(mine, Date.now()))?.accountId, 'acct_mine');
+        assert.equal((await store.findResponse(theirs, Date.now()))?.accountId, 'acct_theirs');
+        assert.deepEqual(await store.findResponse(none, Date.now()), { provider: 'p', upstreamModel: 'm', accountId: null });
       });
 
       test('ids remembered concurrently are each found', async () => {
         const ids = Array.from({ length: 20 }, () => uniq('resp'));
         const until = Date.now() + 60_000;
-        await Promise.all(ids.map((id, i) => store.rememberResponse(id, { provider: `p${i}`, upstreamModel: 'm' }, until)));
-        for (const [i, id] of ids.entries()) assert.equal((await store.findResponse(id, Date.now()))?.provider, `p${i}`);
+        await Promise.all(ids.map((id, i) => store.rememberResponse(id, { provider: `p${i}`, upstreamModel: 'm', accountId: `acct_${i}` }, until)));
+        for (const [i, id] of ids.entries()) assert.deepEqual(await store.findResponse(id, Date.now()), { provider: `p${i}`, upstreamModel: 'm', accountId: `acct_${i}` });
       });
     });
 
@@ -953,8 +964,8 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
 
         test('a response remembered through one connection is found through the other (another replica)', async () => {
           const id = uniq('resp');
-          await store.rememberResponse(id, { provider: 'native-a', upstreamModel: 'gpt-x' }, Date.now() + 60_000);
-          assert.deepEqual(await second.findResponse(id, Date.now()), { provider: 'native-a', upstreamModel: 'gpt-x' });
+          await store.rememberResponse(id, { provider: 'native-a', upstreamModel: 'gpt-x', accountId: 'acct_a' }, Date.now() + 60_000);
+          assert.deepEqual(await second.findResponse(id, Date.now()), { provider: 'native-a', upstreamModel: 'gpt-x', accountId: 'acct_a' });
         });
 
         test('data survives closing and reopening', async () => {

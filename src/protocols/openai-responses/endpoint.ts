@@ -22,6 +22,8 @@ interface ResponsesInput {
   request: ChatRequest;
   /** The field only a native deployment can serve (parse.ts needsNative), or null. */
   nativeOnly: string | null;
+  /** The key's account: a response it makes is its own, and it continues only its own. */
+  accountId: string;
 }
 
 /** Where the gateway remembers which deployment created a response (any replica reads it). */
@@ -35,11 +37,11 @@ const isNative = (d: Deployment): boolean => d.provider.nativeProtocols?.include
 
 /** POST /v1/responses: native deployments get the body as it came, every other one a translation through the typed form. */
 export function openAIResponses(origins: ResponseOrigins): Endpoint<ResponsesInput> {
-  const remember = async (id: unknown, d: Deployment): Promise<void> => {
+  const remember = async (id: unknown, d: Deployment, accountId: string): Promise<void> => {
     if (typeof id !== 'string' || id === '') return;
     // The answer matters more than a later continuation's routing: a write the store cannot make
     // now is dropped, and a continuation of this response then goes to any native deployment.
-    await origins.rememberResponse(id, { provider: d.provider.name, upstreamModel: d.upstreamModel }, Date.now() + ORIGIN_TTL_MS).catch(() => undefined);
+    await origins.rememberResponse(id, { provider: d.provider.name, upstreamModel: d.upstreamModel, accountId }, Date.now() + ORIGIN_TTL_MS).catch(() => undefined);
   };
 
   return {
@@ -49,11 +51,11 @@ export function openAIResponses(origins: ResponseOrigins): Endpoint<ResponsesInp
       const body = parseJsonBody(raw);
       return { model: requireModel(body), body };
     },
-    validate(body) {
+    validate(body, _model, _headers, key) {
       const params = validateResponses(body);
       const request = parseResponsesRequest(body);
       request.source = { protocol: PROTOCOL, body };
-      return { body, params, request, nativeOnly: needsNative(body) };
+      return { body, params, request, nativeOnly: needsNative(body), accountId: key.accountId };
     },
     stream: (p) => p.params.stream,
     session: (p, h) => openAISession(p.body, h),
@@ -68,6 +70,11 @@ export function openAIResponses(origins: ResponseOrigins): Endpoint<ResponsesInp
       const id = p.params.previousResponseId;
       if (id !== null) {
         const origin = await origins.findResponse(id, Date.now());
+        // Another account's response is not continued: as at OpenAI for an id it does not know.
+        // (An entry from before accounts were noted has none, and keeps routing as it did.)
+        if (origin !== null && origin.accountId !== null && origin.accountId !== p.accountId) {
+          throw badRequest(`Previous response with id '${id}' not found.`, 'previous_response_id');
+        }
         if (origin !== null) {
           for (const tier of route.tiers) {
             for (const d of tier) if (d.provider.name === origin.provider && d.upstreamModel === origin.upstreamModel) return { ...route, tiers: [[d]] };
@@ -84,14 +91,14 @@ export function openAIResponses(origins: ResponseOrigins): Endpoint<ResponsesInp
       check(p, d);
       const r = await d.provider.chat({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal });
       const native = r.native?.protocol === PROTOCOL ? r.native.body : null;
-      if (native !== null && p.params.store) await remember(native['id'], d);
+      if (native !== null && p.params.store) await remember(native['id'], d, p.accountId);
       return result(r, native, p.body);
     },
 
     async open(p, d, maxTokens, signal) {
       check(p, d);
       const stream = await d.provider.chatStream({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal });
-      return p.params.store && isNative(d) ? remembering(stream, (id) => remember(id, d)) : stream;
+      return p.params.store && isNative(d) ? remembering(stream, (id) => remember(id, d, p.accountId)) : stream;
     },
 
     encoder: (p, model) => new ResponsesEncoder(model, echoOf(p.body)),

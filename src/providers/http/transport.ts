@@ -31,6 +31,8 @@ export class UpstreamHttp {
   private readonly basePath: string;
   private readonly query: string;
   private readonly headers: Record<string, string>;
+  /** The same without `content-type`: a request with no body says nothing of its type. */
+  private readonly bodilessHeaders: Record<string, string>;
   /** Strings a client must never see in an upstream message: the credential and the host. */
   readonly secrets: readonly string[];
 
@@ -53,6 +55,8 @@ export class UpstreamHttp {
       const header = (cfg.api_key_header ?? 'authorization').toLowerCase();
       this.headers[header] = header === 'authorization' ? `Bearer ${cfg.api_key}` : cfg.api_key;
     }
+    const { 'content-type': _type, ...bodiless } = this.headers;
+    this.bodilessHeaders = bodiless;
     this.secrets = [cfg.api_key ?? '', url.host].filter((s) => s !== '');
   }
 
@@ -65,6 +69,26 @@ export class UpstreamHttp {
   /** A non-streamed call, cut after `timeout_ms` for the whole response or when the client goes away. */
   /** `extra`: headers of this request alone (a client's protocol headers passed through), over the defaults. */
   async json<T>(path: string, body: JsonObject, clientSignal: AbortSignal, take: (held: HeldBody) => T, extra?: Record<string, string>): Promise<T> {
+    return this.whole('POST', path, body, clientSignal, take, extra);
+  }
+
+  /**
+   * A call without a request body (`GET`/`DELETE` of an upstream resource, such as a stored
+   * Response), under the same timeout, size caps and failure classification as json().
+   * `take` also gets the status, which is a 2xx.
+   */
+  read<T>(method: 'GET' | 'DELETE', path: string, clientSignal: AbortSignal, take: (held: HeldBody, status: number) => T): Promise<T> {
+    return this.whole(method, path, undefined, clientSignal, take);
+  }
+
+  private async whole<T>(
+    method: 'POST' | 'GET' | 'DELETE',
+    path: string,
+    body: JsonObject | undefined,
+    clientSignal: AbortSignal,
+    take: (held: HeldBody, status: number) => T,
+    extra?: Record<string, string>,
+  ): Promise<T> {
     // Its own controller: a timeout is not the client leaving (failover goes on after a timeout).
     // One controller and one timer cost less per request than AbortSignal.any with AbortSignal.timeout.
     const ac = new AbortController();
@@ -77,8 +101,8 @@ export class UpstreamHttp {
     }, this.cfg.timeout_ms);
     try {
       if (clientSignal.aborted) ac.abort();
-      const res = await this.post(path, body, ac.signal, this.cfg.timeout_ms, this.cfg.timeout_ms, extra);
-      return take(await readWhole(res, this.limits));
+      const res = await this.send(method, path, body, ac.signal, this.cfg.timeout_ms, this.cfg.timeout_ms, extra);
+      return take(await readWhole(res, this.limits), res.statusCode);
     } catch (e) {
       throw classify(e, timedOut);
     } finally {
@@ -97,7 +121,7 @@ export class UpstreamHttp {
     let res: ResponseData;
     try {
       // No undici body timeout: the watch times events and lines, not bytes.
-      res = await this.post(path, body, watch.signal, this.cfg.first_byte_timeout_ms, 0, extra);
+      res = await this.send('POST', path, body, watch.signal, this.cfg.first_byte_timeout_ms, 0, extra);
     } catch (e) {
       watch.stop();
       throw classify(e, watch.timedOut);
@@ -111,12 +135,21 @@ export class UpstreamHttp {
     return readEvents(res, watch, this.limits.maxEventBytes);
   }
 
-  private async post(path: string, body: JsonObject, signal: AbortSignal, headersTimeout: number, bodyTimeout: number, extra?: Record<string, string>): Promise<ResponseData> {
+  private async send(
+    method: 'POST' | 'GET' | 'DELETE',
+    path: string,
+    body: JsonObject | undefined,
+    signal: AbortSignal,
+    headersTimeout: number,
+    bodyTimeout: number,
+    extra?: Record<string, string>,
+  ): Promise<ResponseData> {
+    const headers = body === undefined ? this.bodilessHeaders : this.headers;
     const res = await this.pool.request({
-      method: 'POST',
+      method,
       path: this.target(path),
-      headers: extra === undefined ? this.headers : { ...this.headers, ...extra },
-      body: JSON.stringify(body),
+      headers: extra === undefined ? headers : { ...headers, ...extra },
+      body: body === undefined ? null : JSON.stringify(body),
       signal,
       headersTimeout,
       bodyTimeout,

@@ -1,5 +1,5 @@
 import type { ChatResponse, ClientProtocol, JsonObject, StreamEvent } from '../../types/chat.js';
-import type { ChatCall, ChatStream, EmbeddingsCall, Provider, ProviderDescriptor } from '../contract.js';
+import type { ChatCall, ChatStream, EmbeddingsCall, Provider, ProviderDescriptor, StoredResponseAnswer, StoredResponseCall } from '../contract.js';
 import { parseObject, UpstreamHttp } from '../http/transport.js';
 import { parseSpan, scanObject } from '../raw-json.js';
 import type { RawResult } from '../types.js';
@@ -48,6 +48,13 @@ export class OpenAIProvider implements Provider {
     const native = this.responsesBody(call);
     if (native !== null) return openStream(responsesEvents(await this.http.stream('/responses', toResponsesBody(call, native, true), call.signal)));
     return openStream(events(await this.http.stream('/chat/completions', toChatBody(call, true), call.signal)));
+  }
+
+  /** Only a deployment that made Responses natively has any to read or delete (SPEC §6). */
+  storedResponse(call: StoredResponseCall): Promise<StoredResponseAnswer> {
+    if (!this.nativeProtocols.includes('openai-responses')) return Promise.reject(new UpstreamError('status', 'not a native Responses deployment', { status: 404 }));
+    const path = `/responses/${encodeURIComponent(call.id)}${call.query === '' ? '' : `?${call.query}`}`;
+    return this.http.read(call.method, path, call.signal, (held, status) => ({ status, body: parseHeld(held) }));
   }
 
   async close(): Promise<void> {

@@ -705,17 +705,17 @@ export class SqliteStore implements Store {
     return this.group.run(() => {
       this.stmt('DELETE FROM response_origins WHERE id IN (SELECT id FROM response_origins WHERE expires_at <= ? LIMIT 8)').run(Date.now());
       this.stmt(
-        'INSERT INTO response_origins (id, provider, upstream_model, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET provider = excluded.provider, upstream_model = excluded.upstream_model, expires_at = excluded.expires_at',
-      ).run(id, where.provider, where.upstreamModel, expiresAt);
+        'INSERT INTO response_origins (id, provider, upstream_model, account_id, expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET provider = excluded.provider, upstream_model = excluded.upstream_model, account_id = excluded.account_id, expires_at = excluded.expires_at',
+      ).run(id, where.provider, where.upstreamModel, where.accountId, expiresAt);
     });
   }
 
   async findResponse(id: string, now: number): Promise<ResponseOrigin | null> {
     // A remembered id may still be queued in this turn's group commit.
     this.group.flush();
-    const row = this.stmt('SELECT provider, upstream_model FROM response_origins WHERE id = ? AND expires_at > ?').get(id, now) as
-      | { provider: string; upstream_model: string }
+    const row = this.stmt('SELECT provider, upstream_model, account_id FROM response_origins WHERE id = ? AND expires_at > ?').get(id, now) as
+      | { provider: string; upstream_model: string; account_id: string | null }
       | undefined;
-    return row === undefined ? null : { provider: row.provider, upstreamModel: row.upstream_model };
+    return row === undefined ? null : { provider: row.provider, upstreamModel: row.upstream_model, accountId: row.account_id };
   }
 }

@@ -116,6 +116,14 @@ CREATE INDEX response_origins_expiry ON response_origins(expires_at);
   },
   {
     version: 5,
+    name: 'response origins: the account a stateful response belongs to',
+    // Rows from before stay without one: GET/DELETE /v1/responses/{id} reaches no account's key through them.
+    sql: `
+ALTER TABLE response_origins ADD COLUMN account_id TEXT;
+`,
+  },
+  {
+    version: 6,
     name: 'usage: upstream attempts',
     sql: `
 ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
