@@ -112,9 +112,11 @@ export async function routeRequest<T>(r: Routing, route: ModelRoute, call: Route
         if (call.session !== null) r.affinity.set(call.session, c.d);
         return result;
       } catch (thrown) {
-        if (!(thrown instanceof UpstreamError) || call.signal.aborted) {
+        if (call.signal.aborted || !(thrown instanceof UpstreamError)) {
+          // Not the deployment's doing: its probe goes to the next request.
           c.h.circuit.released(probe);
-          throw thrown instanceof UpstreamError || !call.signal.aborted ? thrown : new UpstreamError('aborted', 'client went away');
+          if (!call.signal.aborted || (thrown instanceof UpstreamError && thrown.failure === 'aborted')) throw thrown;
+          throw new UpstreamError('aborted', 'client went away', { cause: thrown });
         }
         // The budget ran out during this attempt: a timeout before the first byte, and the end.
         const e = budget.signal.aborted ? new UpstreamError('timeout', 'routing budget spent before the first byte') : thrown;
