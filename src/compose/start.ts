@@ -53,6 +53,7 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
 
   const limiter = await openLimiter(config.redis, log);
   let adminHash = admin.hash;
+  const lifecycle = { closing: false };
   const { app, gateway } = buildApp({
     gateway: { store, catalog, routing: { health: new Health(catalog), affinity: new Affinity(), log, random: Math.random }, keys: new KeyCache(store), limiter, sinks: [], background: new Set(), streams: new Set() },
     adminHash: () => adminHash,
@@ -62,6 +63,7 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
     authFailuresPerMinute: config.server.auth_failures_per_minute,
     trustProxy: config.server.trust_proxy,
     corsOrigins: config.server.cors_origins,
+    lifecycle,
     log,
   });
   // Each request's outcome: billing settles and records it, limits release what it took.
@@ -89,6 +91,8 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
+      // Before anything awaits: /healthz answers 503 from the moment shutdown begins.
+      lifecycle.closing = true;
       // In-flight requests get shutdown_timeout_ms; then open streams end with a 503 error event
       // (SPEC §3) and whatever else is left is cut.
       const deadline = setTimeout(() => {

@@ -110,6 +110,11 @@ export class FallbackLimiter implements Limiter {
     );
   }
 
+  /** Redis itself, not the fallback: a replica limiting in process alone is serving but not ready. */
+  ping(): Promise<boolean> {
+    return this.redis.ping();
+  }
+
   async close(): Promise<void> {
     await this.redis.close();
   }

@@ -176,5 +176,9 @@ export class MemoryLimiter implements Limiter {
     }
   }
 
+  async ping(): Promise<boolean> {
+    return true;
+  }
+
   async close(): Promise<void> {}
 }

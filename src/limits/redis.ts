@@ -236,6 +236,10 @@ export class RedisLimiter implements Limiter {
     await this.call('t360settle', limited.map((s) => `${PREFIX}${s.id}:spend:${day}`), [reserved.toString(), actual.toString()]);
   }
 
+  ping(): Promise<boolean> {
+    return this.redis.ping().then((r) => r === 'PONG', () => false);
+  }
+
   async close(): Promise<void> {
     this.redis.disconnect();
   }

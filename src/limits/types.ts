@@ -67,6 +67,8 @@ export interface Limiter {
   reserveSpend(subjects: Subject[], amount: bigint, day: string, spentToday: (s: Subject) => Promise<bigint>): Promise<SpendResult>;
   /** Turns a reservation into the actual spend. */
   settleSpend(subjects: Subject[], reserved: bigint, actual: bigint, day: string): Promise<void>;
+  /** Whether the limiter's backing service answers now (always true in process): `/readyz` asks. */
+  ping(): Promise<boolean>;
   close(): Promise<void>;
 }
 

@@ -6,9 +6,9 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import { AuthFailures, type JudgeAuthFailure } from '../auth/failures.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import { registerCors } from './cors.js';
-import { methodNotAllowed } from './method-not-allowed.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { registerAdminRoutes } from './admin-routes.js';
+import { registerHealthRoutes, type Lifecycle } from './health-routes.js';
 import { renderError } from '../protocols/openai-chat/render-error.js';
 import { rendererFor } from './error-shape.js';
 import { registerV1Routes } from './v1-routes.js';
@@ -24,6 +24,8 @@ export interface AppOptions {
   trustProxy: boolean | string[];
   /** Origins browsers may call /v1 from (`*`: any); empty: none. */
   corsOrigins: readonly string[];
+  /** Shared with the shutdown that sets `closing`: the probes read it. */
+  lifecycle: Lifecycle;
   log: Logger;
 }
 
@@ -112,8 +114,7 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
   registerCors(app, opts.corsOrigins);
   registerV1Routes(app, gateway, { maxConcurrent: opts.maxConcurrentRequests, judge });
   registerAdminRoutes(app, gateway.store, opts.adminHash, gateway.routing.health);
-  app.get('/health', async () => ({ status: 'ok' }));
-  methodNotAllowed(app, '/health', ['GET']);
+  registerHealthRoutes(app, gateway, opts.lifecycle);
   return { app, gateway };
 }
 
