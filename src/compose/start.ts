@@ -18,12 +18,16 @@ import { openStore } from '../store/open.js';
 import type { Store } from '../store/types.js';
 import { buildApp } from '../server/app.js';
 import { billingSink, limitsSink } from '../gateway/sinks.js';
+import { Metrics, metricsSink } from '../metrics/metrics.js';
+import { serveMetrics } from '../server/metrics-routes.js';
 
 export interface RunningGateway {
   app: FastifyInstance;
   gateway: Gateway;
   store: Store;
   url: string;
+  /** The keyless metrics listener's port when `metrics.port` is set. */
+  metricsPort: number | null;
   /** Secrets created on this start (first start only); printed once by `serve`. */
   created: { demoKey: string | null; adminKey: string | null };
   close(): Promise<void>;
@@ -54,6 +58,7 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
   const limiter = await openLimiter(config.redis, log);
   let adminHash = admin.hash;
   const lifecycle = { closing: false };
+  const metrics = new Metrics();
   const { app, gateway } = buildApp({
     gateway: { store, catalog, routing: { health: new Health(catalog), affinity: new Affinity(), log, random: Math.random }, keys: new KeyCache(store), limiter, sinks: [], background: new Set(), streams: new Set() },
     adminHash: () => adminHash,
@@ -64,12 +69,16 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
     trustProxy: config.server.trust_proxy,
     corsOrigins: config.server.cors_origins,
     lifecycle,
+    metrics: metrics.registry,
     log,
   });
-  // Each request's outcome: billing settles and records it, limits release what it took.
-  gateway.sinks.push(billingSink(gateway), limitsSink(gateway));
+  // Each request's outcome: billing settles and records it, limits release what it took, metrics count it.
+  gateway.sinks.push(billingSink(gateway), limitsSink(gateway), metricsSink(metrics));
+  gateway.requestStarted = () => metrics.inFlight.inc();
   if (recovered > 0) app.log.warn({ holds: recovered }, 'released holds left by a process that stopped mid-request');
+  let metricsServer: { port: number; close(): Promise<void> } | null = null;
   const release = async (): Promise<void> => {
+    await metricsServer?.close();
     await Promise.allSettled([...providers.values()].map((p) => p.close()));
     await limiter.close();
     if (opts.store === undefined) await store.close();
@@ -80,6 +89,15 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
     await app.close();
     await release();
     throw listenError(e, config.server.host, config.server.port);
+  }
+  if (config.metrics.port !== undefined) {
+    try {
+      metricsServer = await serveMetrics(metrics.registry, config.metrics.port);
+    } catch (e) {
+      await app.close();
+      await release();
+      throw listenError(e, '127.0.0.1', config.metrics.port);
+    }
   }
   const first = await firstStart(store, admin.generated === null ? null : admin.hash);
   // Another process starting on the same database at the same moment may have kept its admin key first.
@@ -111,7 +129,7 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
       await release();
     })());
 
-  return { app, gateway, store, url: `http://${host}:${addr.port}`, created: { demoKey: first.demoKey, adminKey }, close };
+  return { app, gateway, store, url: `http://${host}:${addr.port}`, metricsPort: metricsServer?.port ?? null, created: { demoKey: first.demoKey, adminKey }, close };
 }
 
 /** On a first start with an empty database: a demo account with some credit and a key for it, and the generated admin key's hash. */

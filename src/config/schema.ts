@@ -118,6 +118,8 @@ export const configSchema = z
     database: z.string().default('sqlite:./data/token360.db'),
     store: store.default(store.parse({})),
     redis: z.string().optional(),
+    /** `port`: /metrics also served without a key on 127.0.0.1:<port>. */
+    metrics: z.object({ port: z.number().int().min(0).max(65535).optional() }).strict().default({}),
     admin_key: z.string().min(16).optional(),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     providers: z.record(z.string(), providerConfigSchema).default({}),

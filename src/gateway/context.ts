@@ -28,6 +28,8 @@ export interface Exchange {
  */
 export interface RequestContext<P> {
   readonly ex: Exchange;
+  /** The endpoint's name (chat, embeddings, messages, responses): the metrics' `route`. */
+  readonly endpoint: string;
   /** authenticate */
   key: ApiKey;
   /** parse: the model the client named, as it named it. */
@@ -54,15 +56,17 @@ export interface RequestContext<P> {
   upstreamModel: string | null;
   /** route: upstream requests made; null until routing starts. */
   attempts: number | null;
+  /** route: ms from the first attempt's start to the answer's headers (non-streamed) or first event (streams); null until one answered. */
+  upstreamWaitMs: number | null;
   /** relay */
   ttftMs: number | null;
   /** record: set once the outcome has gone to the sinks. */
   finished: boolean;
 }
 
-export function newContext<P>(ex: Exchange, key: ApiKey): RequestContext<P> {
+export function newContext<P>(ex: Exchange, key: ApiKey, endpoint: string): RequestContext<P> {
   return {
-    ex, key, model: '', route: null, request: null, stream: false, estimate: null, subjects: [], admission: null,
+    ex, endpoint, key, upstreamWaitMs: null, model: '', route: null, request: null, stream: false, estimate: null, subjects: [], admission: null,
     hold: null, quotaDay: null, outputCap: 0, maxTokens: null, provider: null, upstreamModel: null, attempts: null, ttftMs: null, finished: false,
   };
 }

@@ -16,6 +16,8 @@ export interface Gateway {
   keys: KeyCache;
   limiter: Limiter;
   log: FastifyBaseLogger;
+  /** Called once per authenticated request, before its outcome reaches the sinks (the in-flight gauge). */
+  requestStarted?: () => void;
   /** Where each request's outcome goes (billing, limits, …), in order. */
   sinks: OutcomeSink[];
   /** Settlements and usage writes that finish after the response; awaited on shutdown. */

@@ -9,7 +9,12 @@ import type { RequestContext } from './context.js';
 export interface Outcome {
   traceId: string;
   key: ApiKey;
+  /** The model the client named, as it named it. */
   model: string;
+  /** The catalogue's id for it; null when the catalogue has no such model (metrics say `unknown`, never the client's string). */
+  modelId: string | null;
+  /** The endpoint: chat, embeddings, messages, responses. */
+  route: string;
   provider: string | null;
   upstreamModel: string | null;
   /** Upstream requests made (retries and failover). */
@@ -27,6 +32,8 @@ export interface Outcome {
   subjects: Subject[];
   admission: Admission | null;
   latencyMs: number;
+  /** Of latencyMs, the time spent waiting on the upstream (context.ts says which); null when none answered. */
+  upstreamWaitMs: number | null;
   ttftMs: number | null;
   at: number;
 }
@@ -53,6 +60,8 @@ export function finish<P>(sinks: readonly OutcomeSink[], ctx: RequestContext<P>,
     traceId: ctx.ex.traceId,
     key: ctx.key,
     model: ctx.model,
+    modelId: ctx.route?.id ?? null,
+    route: ctx.endpoint,
     provider: ctx.provider,
     upstreamModel: ctx.upstreamModel,
     attempts: ctx.attempts ?? 0,
@@ -67,6 +76,7 @@ export function finish<P>(sinks: readonly OutcomeSink[], ctx: RequestContext<P>,
     subjects: ctx.subjects,
     admission: ctx.admission,
     latencyMs: performance.now() - ctx.ex.started,
+    upstreamWaitMs: ctx.upstreamWaitMs,
     ttftMs: ctx.ttftMs,
     at: Date.now(),
   };

@@ -33,7 +33,8 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Promise<Reply> {
   let ctx: RequestContext<P>;
   try {
-    ctx = newContext(ex, await authenticate(gw.keys, ep.credential(ex.requestHeaders)));
+    ctx = newContext(ex, await authenticate(gw.keys, ep.credential(ex.requestHeaders)), ep.name);
+    gw.requestStarted?.();
   } catch (e) {
     return errorReply(gw, ep, ex, e);
   }
@@ -94,6 +95,7 @@ const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache
 function route<P, T>(gw: Gateway, ep: Endpoint<P>, ctx: RequestContext<P>, send: (d: Deployment, signal: AbortSignal) => Promise<T>): Promise<T> {
   const session = ep.session?.(ctx.request!, ctx.ex.requestHeaders);
   ctx.attempts = 0;
+  const began = performance.now();
   return routeRequest(
     gw.routing,
     ctx.route!,
@@ -109,7 +111,11 @@ function route<P, T>(gw: Gateway, ep: Endpoint<P>, ctx: RequestContext<P>, send:
       },
     },
     send,
-  );
+  ).then((r) => {
+    // The whole answer for a call, the headers and first event for a stream (chatStream resolves then).
+    ctx.upstreamWaitMs = performance.now() - began;
+    return r;
+  });
 }
 
 /** How the answer came (SPEC §7): on every reply once routing has begun; no deployment when none was tried (all circuits open). */

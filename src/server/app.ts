@@ -9,6 +9,8 @@ import { registerCors } from './cors.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { registerAdminRoutes } from './admin-routes.js';
 import { registerHealthRoutes, type Lifecycle } from './health-routes.js';
+import { registerMetricsRoute } from './metrics-routes.js';
+import type { Registry } from 'prom-client';
 import { renderError } from '../protocols/openai-chat/render-error.js';
 import { rendererFor } from './error-shape.js';
 import { registerV1Routes } from './v1-routes.js';
@@ -26,6 +28,8 @@ export interface AppOptions {
   corsOrigins: readonly string[];
   /** Shared with the shutdown that sets `closing`: the probes read it. */
   lifecycle: Lifecycle;
+  /** What GET /metrics (admin key) shows. */
+  metrics: Registry;
   log: Logger;
 }
 
@@ -115,6 +119,7 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
   registerV1Routes(app, gateway, { maxConcurrent: opts.maxConcurrentRequests, judge });
   registerAdminRoutes(app, gateway.store, opts.adminHash, gateway.routing.health);
   registerHealthRoutes(app, gateway, opts.lifecycle);
+  registerMetricsRoute(app, opts.metrics, opts.adminHash);
   return { app, gateway };
 }
 

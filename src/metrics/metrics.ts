@@ -1,0 +1,51 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { usdNumber } from '../billing/money.js';
+import type { Outcome, OutcomeSink } from '../gateway/outcome.js';
+
+// SPEC §8's series. Every label value is bounded: a catalogue model id or `unknown`, a route
+// name, a status, an error type, a provider name. Never a key id, key prefix or trace id.
+
+const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+const OVERHEAD_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({ name: 'token360_requests_total', help: 'Requests by endpoint, model, status and error type', labelNames: ['route', 'model', 'status', 'error_type'] as const, registers: [this.registry] });
+  readonly tokens = new Counter({ name: 'token360_tokens_total', help: 'Tokens charged, by model and type', labelNames: ['model', 'type'] as const, registers: [this.registry] });
+  readonly cost = new Counter({ name: 'token360_cost_usd_total', help: 'USD charged, by model', labelNames: ['model'] as const, registers: [this.registry] });
+  readonly inFlight = new Gauge({ name: 'token360_requests_in_flight', help: 'Authenticated requests not yet ended', registers: [this.registry] });
+  readonly overhead = new Histogram({ name: 'token360_gateway_overhead_seconds', help: 'Time of a request not spent waiting on the upstream', labelNames: ['route'] as const, buckets: OVERHEAD_BUCKETS, registers: [this.registry] });
+  readonly duration = new Histogram({ name: 'gen_ai_server_request_duration_seconds', help: 'Request duration (OpenTelemetry GenAI)', labelNames: ['gen_ai_request_model', 'gen_ai_provider_name'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly ttft = new Histogram({ name: 'gen_ai_server_time_to_first_token_seconds', help: 'Time to the first token of streams (OpenTelemetry GenAI)', labelNames: ['gen_ai_request_model', 'gen_ai_provider_name'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+}
+
+/** The metrics of each request's outcome; it never waits. */
+export function metricsSink(m: Metrics): OutcomeSink {
+  return (o) => {
+    record(m, o);
+    return null;
+  };
+}
+
+function record(m: Metrics, o: Outcome): void {
+  const model = o.modelId ?? 'unknown';
+  m.inFlight.dec();
+  m.requests.inc({ route: o.route, model, status: String(o.status), error_type: o.errorType ?? '' });
+  const u = o.usage;
+  const input = u.promptTokens - u.cachedTokens - u.cacheWriteTokens;
+  const types: [string, number][] = [['input', input], ['output', u.completionTokens], ['cached_input', u.cachedTokens], ['cache_write', u.cacheWriteTokens], ['reasoning', u.reasoningTokens]];
+  for (const [type, n] of types) if (Number.isFinite(n) && n > 0) m.tokens.inc({ model, type }, n);
+  if (o.cost > 0n) m.cost.inc({ model }, usdNumber(o.cost));
+  // A stream's time after its first frame is the upstream's: its overhead is up to that frame.
+  const own = o.stream && o.ttftMs !== null ? o.ttftMs : o.latencyMs;
+  if (o.upstreamWaitMs !== null) m.overhead.observe({ route: o.route }, Math.max(0, own - o.upstreamWaitMs) / 1000);
+  if (o.provider !== null) {
+    const labels = { gen_ai_request_model: model, gen_ai_provider_name: o.provider };
+    m.duration.observe(labels, o.latencyMs / 1000);
+    if (o.ttftMs !== null) m.ttft.observe(labels, o.ttftMs / 1000);
+  }
+}

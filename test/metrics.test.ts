@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { request } from 'undici';
+import { ADMIN_KEY, startTestGateway } from './helpers/gateway.js';
+import { startFakeUpstream } from './helpers/upstream.js';
+
+/** `name{labels} value` lines of the Prometheus text, labels parsed. */
+function samples(text: string, name: string): { labels: Record<string, string>; value: number }[] {
+  const out: { labels: Record<string, string>; value: number }[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (m === null || m[1] !== name) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+    out.push({ labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+function sum(text: string, name: string, match: Record<string, string>): number {
+  return samples(text, name)
+    .filter((s) => Object.entries(match).every(([k, v]) => s.labels[k] === v))
+    .reduce((a, s) => a + s.value, 0);
+}
+
+test('metrics: a known mix of requests is counted by value as the usage records say, with bounded labels; /metrics needs the admin key, metrics.port none', async () => {
+  const good = await startFakeUpstream({ behavior: { kind: 'ok', usage: { prompt_tokens: 30, completion_tokens: 12, cached_tokens: 10 } } });
+  const bad = await startFakeUpstream({ behavior: { kind: 'status', status: 500 } });
+  const gw = await startTestGateway({
+    metrics: { port: 0 },
+    providers: {
+      good: { type: 'openai', base_url: good.url, api_key: 'sk-upstream' },
+      bad: { type: 'openai', base_url: bad.url, api_key: 'sk-upstream' },
+    },
+    models: {
+      up: { pricing: { input: 3, output: 6, cached_input: 1 }, deployments: [{ provider: 'good', model: 'u' }] },
+      broken: { pricing: { input: 1, output: 2 }, routing: { attempts: 1 }, deployments: [{ provider: 'bad', model: 'b' }] },
+    },
+  });
+  try {
+    const rich = await gw.createKey({ limits: { rpm: 100 } });
+    const limited = await gw.createKey({ limits: { rpm: 1 } });
+    const poor = await gw.createKey({ credit: '0' });
+    const chat = (key: string, model: string) => gw.http('POST', '/v1/chat/completions', { key, body: { model, messages: [{ role: 'user', content: 'hello there' }] } });
+    assert.equal((await chat(rich.key, 'demo')).status, 200);
+    assert.equal((await chat(rich.key, 'demo')).status, 200);
+    assert.equal((await chat(rich.key, 'up')).status, 200);
+    assert.equal((await chat(rich.key, 'no-such-model-xyz')).status, 404);
+    assert.equal((await chat(rich.key, 'broken')).status, 502);
+    assert.equal((await chat(limited.key, 'demo')).status, 200);
+    assert.equal((await chat(limited.key, 'demo')).status, 429);
+    assert.equal((await chat(poor.key, 'demo')).status, 402);
+
+    const records: Record<string, any>[] = [];
+    for (const k of [rich, limited, poor]) {
+      // Records of refusals are written in the background: wait until all are there.
+      const want = k === rich ? 5 : k === limited ? 2 : 1;
+      const deadline = Date.now() + 5000;
+      let data: Record<string, any>[] = [];
+      while (Date.now() < deadline) {
+        data = (await gw.admin('GET', `/usage?key_id=${k.id}`)).json.data;
+        if (data.length >= want) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(data.length, want);
+      records.push(...data);
+    }
+
+    assert.equal((await gw.http('GET', '/metrics')).status, 401);
+    assert.equal((await gw.http('GET', '/metrics', { key: rich.key })).status, 401);
+    const scraped = await gw.http('GET', '/metrics', { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+    assert.equal(scraped.status, 200);
+    assert.match(scraped.headers['content-type']!, /^text\/plain/);
+    const text = scraped.text;
+
+    const known = new Set(['demo', 'up', 'broken']);
+    const label = (m: string) => (known.has(m) ? m : 'unknown');
+    for (const r of records) {
+      const expected = records.filter((x) => label(x['model']) === label(r['model']) && x['status'] === r['status'] && (x['error_type'] ?? '') === (r['error_type'] ?? '')).length;
+      assert.equal(sum(text, 'token360_requests_total', { route: 'chat', model: label(r['model']), status: String(r['status']), error_type: r['error_type'] ?? '' }), expected, `${r['model']} ${r['status']}`);
+    }
+    assert.equal(sum(text, 'token360_requests_total', {}), records.length);
+    assert.equal(sum(text, 'token360_requests_total', { model: 'unknown' }), 1);
+    for (const status of ['429', '402', '502', '404']) assert.equal(sum(text, 'token360_requests_total', { status }), 1, status);
+    assert.equal(sum(text, 'token360_requests_total', { status: '200' }), 4);
+    for (const m of ['demo', 'up']) {
+      const mine = records.filter((r) => r['model'] === m);
+      const tot = (f: string) => mine.reduce((a, r) => a + (r[f] as number), 0);
+      assert.equal(sum(text, 'token360_tokens_total', { model: m, type: 'input' }), tot('prompt_tokens') - tot('cached_tokens') - tot('cache_write_tokens'));
+      assert.equal(sum(text, 'token360_tokens_total', { model: m, type: 'output' }), tot('completion_tokens'));
+      assert.equal(sum(text, 'token360_tokens_total', { model: m, type: 'cached_input' }), tot('cached_tokens'));
+      const cost = mine.reduce((a, r) => a + Number(r['cost']), 0);
+      assert.ok(cost > 0);
+      assert.ok(Math.abs(sum(text, 'token360_cost_usd_total', { model: m }) - cost) < 1e-9, `cost of ${m}`);
+    }
+    assert.equal(sum(text, 'token360_tokens_total', { model: 'up', type: 'cached_input' }), 10);
+    assert.equal(sum(text, 'token360_requests_in_flight', {}), 0);
+    assert.ok(sum(text, 'gen_ai_server_request_duration_seconds_count', { gen_ai_request_model: 'up', gen_ai_provider_name: 'good' }) === 1);
+    assert.ok(sum(text, 'token360_gateway_overhead_seconds_count', { route: 'chat' }) >= 4);
+    assert.ok(samples(text, 'process_cpu_user_seconds_total').length === 1, 'default process metrics');
+
+    // Bounded labels: nothing that names a key or a request.
+    const secrets = records.flatMap((r) => [r['key_id'], r['trace_id']]).concat([rich, limited, poor].flatMap((k) => [k.key, k.key.slice(0, 12)]));
+    for (const line of text.split('\n').filter((l) => l.includes('{'))) {
+      for (const s of secrets) assert.ok(!line.includes(s), `label leaks ${s}: ${line}`);
+    }
+    assert.ok(!text.includes('no-such-model-xyz'), "the client's unknown model name is not a label");
+
+    // metrics.port: the same text with no key, on 127.0.0.1.
+    const port = gw.running.metricsPort;
+    assert.ok(port !== null && port > 0);
+    const plain = await request(`http://127.0.0.1:${port}/metrics`);
+    assert.equal(plain.statusCode, 200);
+    const body = await plain.body.text();
+    assert.equal(sum(body, 'token360_requests_total', {}), records.length);
+  } finally {
+    await gw.close();
+    await good.close();
+    await bad.close();
+  }
+});
