@@ -13,7 +13,7 @@ let gw: TestGateway;
 let up: FakeUpstream;
 const seen: Outcome[] = [];
 /** While set, the extra sink holds the responses of this key until the promise resolves. */
-let gate: { keyId: string; until: Promise<void> } | null = null;
+let gate: { keyId: string; until: Promise<void>; reached: () => void } | null = null;
 
 before(async () => {
   up = await startFakeUpstream();
@@ -23,7 +23,9 @@ before(async () => {
   });
   gw.running.gateway.sinks.push((o) => {
     seen.push(o);
-    return gate !== null && o.key.id === gate.keyId ? gate.until : null;
+    if (gate === null || o.key.id !== gate.keyId) return null;
+    gate.reached();
+    return gate.until;
   });
 });
 after(async () => {
@@ -87,13 +89,13 @@ test('a non-streamed answer leaves only once every sink that returned a promise 
   const free = await gw.createKey({ credit: '5' });
   up.setBehavior({ kind: 'ok' });
   let open!: () => void;
-  gate = { keyId: held.id, until: new Promise<void>((resolve) => (open = resolve)) };
+  let reached!: () => void;
+  const atSink = new Promise<void>((resolve) => (reached = resolve));
+  gate = { keyId: held.id, until: new Promise<void>((resolve) => (open = resolve)), reached };
   const order: string[] = [];
   const body = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
   const first = gw.http('POST', '/v1/chat/completions', { key: held.key, body }).then((r) => (order.push('held'), r));
-  const deadline = performance.now() + 5000;
-  while (!seen.some((o) => o.key.id === held.id) && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
-  assert.ok(seen.some((o) => o.key.id === held.id), 'the outcome reached the sink');
+  await atSink;
   // A request sent after the held one's outcome was taken, and not held, is answered first.
   const second = await gw.http('POST', '/v1/chat/completions', { key: free.key, body });
   order.push('free');

@@ -5,6 +5,7 @@ import type { ChatStream } from '../providers/contract.js';
 import { toGatewayError, UpstreamError } from '../providers/upstream-error.js';
 import type { StreamEvent, Usage } from '../types/chat.js';
 import type { StreamEncoder } from './endpoint.js';
+import { eventOutput } from './output.js';
 
 export interface RelayOptions {
   traceId: string;
@@ -77,7 +78,7 @@ export async function* relay(stream: ChatStream, enc: StreamEncoder, o: RelayOpt
   };
 
   const take = (ev: StreamEvent): string | null | typeof CAPPED => {
-    const text = output(ev);
+    const text = eventOutput(ev);
     if (text !== '') {
       if (overLimit(text)) return CAPPED;
       out.delivered += text;
@@ -153,18 +154,3 @@ function streamError(e: unknown): GatewayError {
   return err.status === 502 ? err : new GatewayError('upstream_failed', { message: 'The model service broke off the stream' });
 }
 
-/** The output an event carries, as the tokenizer should count it. */
-function output(ev: StreamEvent): string {
-  switch (ev.type) {
-    case 'text':
-    case 'reasoning':
-    case 'refusal':
-      return ev.text;
-    case 'tool_call_start':
-      return ev.name;
-    case 'tool_call_delta':
-      return ev.arguments;
-    default:
-      return '';
-  }
-}

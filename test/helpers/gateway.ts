@@ -124,3 +124,9 @@ export async function startTestGateway(config: RawConfig = {}): Promise<TestGate
     },
   };
 }
+
+/** Resolves once every write the gateway does after its responses (settlements, usage records) has finished. */
+export async function backgroundDone(gw: TestGateway): Promise<void> {
+  const background = gw.running.gateway.background;
+  while (background.size > 0) await Promise.allSettled([...background]);
+}

@@ -75,14 +75,3 @@ export function encodeMessage(r: ChatResponse, model: string, usage: TokenUsage)
   };
 }
 
-/** Everything an answer generated, to count when its usage is missing or not believable. */
-export function outputOf(r: ChatResponse): string {
-  let text = '';
-  for (const c of r.choices) {
-    if (c.content !== null) text += c.content;
-    for (const x of c.reasoning ?? []) text += x.text;
-    if (c.refusal !== undefined) text += c.refusal;
-    for (const t of c.toolCalls ?? []) text += t.name + t.arguments;
-  }
-  return text;
-}

@@ -3,7 +3,8 @@ import { anthropicSession } from '../../gateway/session.js';
 import { parseJsonBody } from '../../gateway/validate-chat.js';
 import { badRequest } from '../../errors.js';
 import type { ChatRequest, ChatResponse, JsonObject } from '../../types/chat.js';
-import { encodeMessage, outputOf } from './encode.js';
+import { answerOutput } from '../../gateway/output.js';
+import { encodeMessage } from './encode.js';
 import { estimateMessagesTokens } from './estimate.js';
 import { forwardedHeaders, parseMessagesRequest } from './parse.js';
 import { renderError } from './render-error.js';
@@ -65,7 +66,7 @@ export const anthropicMessages: Endpoint<MessagesInput> = {
 function result(r: ChatResponse): EndpointResult {
   return {
     usage: r.usage,
-    delivered: () => outputOf(r),
+    delivered: () => answerOutput(r),
     encode: (model, b) => JSON.stringify(encodeMessage(r, model, b.usage)),
   };
 }

@@ -2,6 +2,7 @@ import type { Bill } from '../../billing/bill.js';
 import { estimatePromptTokens } from '../../billing/estimate.js';
 import type { Endpoint, EndpointResult, RequestHeaders, StreamEncoder } from '../../gateway/endpoint.js';
 import { openAISession } from '../../gateway/session.js';
+import { answerOutput } from '../../gateway/output.js';
 import { billedUsage } from '../../gateway/present.js';
 import { parseJsonBody, requireModel, validateChat, type ChatParams } from '../../gateway/validate-chat.js';
 import type { GatewayError } from '../../errors.js';
@@ -51,22 +52,11 @@ export const openAIChat: Endpoint<ChatInput> = {
 function result(r: ChatResponse): EndpointResult {
   return {
     usage: r.usage,
-    delivered: () => outputOf(r),
+    delivered: () => answerOutput(r),
     encode: (model, b) => JSON.stringify(encodeChatResponse(r, model, billedUsage(b))),
   };
 }
 
-/** Everything a completion generated: content, reasoning, refusals and tool calls of every choice. */
-function outputOf(r: ChatResponse): string {
-  let text = '';
-  for (const c of r.choices) {
-    if (c.content !== null) text += c.content;
-    for (const x of c.reasoning ?? []) text += x.text;
-    if (c.refusal !== undefined) text += c.refusal;
-    for (const t of c.toolCalls ?? []) text += t.name + t.arguments;
-  }
-  return text;
-}
 
 class ChatStreamEncoder implements StreamEncoder {
   private readonly chunks: ChunkEncoder;

@@ -125,16 +125,18 @@ function toolsOf(body: JsonObject): Tool[] | undefined {
       : undefined;
   if (raw === undefined) return undefined;
   const tools: Tool[] = [];
-  for (const f of raw) {
-    if (!isObj(f)) continue;
-    const t: Tool = { name: str(f['name']) ?? '' };
-    const description = str(f['description']);
-    if (description !== undefined) t.description = description;
-    if (isObj(f['parameters'])) t.parameters = f['parameters'];
-    if (typeof f['strict'] === 'boolean') t.strict = f['strict'];
-    tools.push(t);
-  }
+  for (const f of raw) if (isObj(f)) tools.push(functionTool(f));
   return tools;
+}
+
+/** OpenAI's function definition (`{name, description, parameters, strict}`, as chat's `function` and Responses' flat tools have it) in the typed form. */
+export function functionTool(f: Record<string, unknown>): Tool {
+  const t: Tool = { name: str(f['name']) ?? '' };
+  const description = str(f['description']);
+  if (description !== undefined) t.description = description;
+  if (isObj(f['parameters'])) t.parameters = f['parameters'];
+  if (typeof f['strict'] === 'boolean') t.strict = f['strict'];
+  return t;
 }
 
 function toolChoice(v: unknown): ToolChoice | undefined {

@@ -2,6 +2,7 @@ import type { Bill } from '../../billing/bill.js';
 import { estimateChatTokens } from '../../billing/estimate.js';
 import { badRequest } from '../../errors.js';
 import type { Endpoint, EndpointResult, StreamEncoder } from '../../gateway/endpoint.js';
+import { answerOutput } from '../../gateway/output.js';
 import { openAISession } from '../../gateway/session.js';
 import { parseJsonBody, requireModel } from '../../gateway/validate-chat.js';
 import type { ChatStream } from '../../providers/contract.js';
@@ -119,22 +120,12 @@ function check(p: ResponsesInput, d: Deployment): void {
 function result(r: ChatResponse, native: JsonObject | null, body: JsonObject): EndpointResult {
   return {
     usage: r.usage,
-    delivered: () => outputOf(r),
+    delivered: () => answerOutput(r),
     encode: (model, b: Bill) =>
       JSON.stringify(native !== null ? presentNative(native, model, b) : encodeResponse(r, model, echoOf(body), responsesUsage(b.usage, usdNumber(b.cost)))),
   };
 }
 
-function outputOf(r: ChatResponse): string {
-  let text = '';
-  for (const c of r.choices) {
-    if (c.content !== null) text += c.content;
-    for (const x of c.reasoning ?? []) text += x.text;
-    if (c.refusal !== undefined) text += c.refusal;
-    for (const t of c.toolCalls ?? []) text += t.name + t.arguments;
-  }
-  return text;
-}
 
 /** Remembers the response's id from the upstream's `response.created`, before the client can continue it. */
 function remembering(stream: ChatStream, remember: (id: unknown) => Promise<void>): ChatStream {

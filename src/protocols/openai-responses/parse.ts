@@ -1,4 +1,5 @@
 import { badRequest } from '../../errors.js';
+import { functionTool } from '../openai-chat/parse.js';
 import type {
   ChatRequest,
   ContentPart,
@@ -364,15 +365,7 @@ function contentOf(content: unknown): string | ContentPart[] {
 function toolsOf(v: unknown): Tool[] | undefined {
   if (!Array.isArray(v)) return undefined;
   const tools: Tool[] = [];
-  for (const t of v as unknown[]) {
-    if (!isObj(t) || t['type'] !== 'function') continue;
-    const tool: Tool = { name: str(t['name']) ?? '' };
-    const description = str(t['description']);
-    if (description !== undefined) tool.description = description;
-    if (isObj(t['parameters'])) tool.parameters = t['parameters'];
-    if (typeof t['strict'] === 'boolean') tool.strict = t['strict'];
-    tools.push(tool);
-  }
+  for (const t of v as unknown[]) if (isObj(t) && t['type'] === 'function') tools.push(functionTool(t));
   return tools;
 }
 
