@@ -3,6 +3,8 @@
 // into the SPEC §3 body and headers. docs/errors.md lists the same codes, and a test checks that
 // the registry, the renderer and the docs agree.
 
+import type { RefusedLimit } from './types/signals.js';
+
 export type ErrorType =
   | 'invalid_request_error'
   | 'invalid_api_key'
@@ -57,6 +59,8 @@ export interface GatewayErrorOptions {
   retryAfterMs?: number;
   /** Extra response headers (e.g. `allow` on a 405). */
   headers?: Record<string, string>;
+  /** A refusal for a limit: which one (the metrics count refusals by it). */
+  limit?: RefusedLimit;
   cause?: unknown;
 }
 
@@ -68,6 +72,7 @@ export class GatewayError extends Error {
   readonly param: string | null;
   readonly retryAfterMs: number | undefined;
   readonly headers: Record<string, string> | undefined;
+  readonly limit: RefusedLimit | undefined;
 
   constructor(code: ErrorCode, opts: GatewayErrorOptions = {}) {
     const spec: ErrorSpec = ERROR_REGISTRY[code];
@@ -80,6 +85,7 @@ export class GatewayError extends Error {
     this.param = opts.param ?? null;
     this.retryAfterMs = opts.retryAfterMs;
     this.headers = opts.headers;
+    this.limit = opts.limit;
   }
 }
 

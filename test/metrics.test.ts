@@ -26,15 +26,22 @@ function sum(text: string, name: string, match: Record<string, string>): number 
 test('metrics: a known mix of requests is counted by value as the usage records say, with bounded labels; /metrics needs the admin key, metrics.port none', async () => {
   const good = await startFakeUpstream({ behavior: { kind: 'ok', usage: { prompt_tokens: 30, completion_tokens: 12, cached_tokens: 10 } } });
   const bad = await startFakeUpstream({ behavior: { kind: 'status', status: 500 } });
+  // Two chunks, then the stream stays open: only the client going away ends it.
+  const hanging = await startFakeUpstream({ behavior: { kind: 'stream', chunks: ['Hello', ' there', ' and more'], hangAfter: 2 } });
   const gw = await startTestGateway({
     metrics: { port: 0 },
     providers: {
       good: { type: 'openai', base_url: good.url, api_key: 'sk-upstream' },
       bad: { type: 'openai', base_url: bad.url, api_key: 'sk-upstream' },
+      hanging: { type: 'openai', base_url: hanging.url, api_key: 'sk-upstream' },
     },
     models: {
       up: { pricing: { input: 3, output: 6, cached_input: 1 }, deployments: [{ provider: 'good', model: 'u' }] },
-      broken: { pricing: { input: 1, output: 2 }, routing: { attempts: 1 }, deployments: [{ provider: 'bad', model: 'b' }] },
+      // One failure opens this deployment's circuit.
+      broken: { pricing: { input: 1, output: 2 }, routing: { attempts: 1, circuit: { failures: 1 } }, deployments: [{ provider: 'bad', model: 'b' }] },
+      // Fails over: the first deployment answers 500, the second serves.
+      flaky: { pricing: { input: 1, output: 2 }, deployments: [{ provider: 'bad', model: 'fb' }, { provider: 'good', model: 'fg', priority: 1 }] },
+      cut: { pricing: { input: 1, output: 2 }, deployments: [{ provider: 'hanging', model: 'h' }] },
     },
   });
   try {
@@ -50,16 +57,39 @@ test('metrics: a known mix of requests is counted by value as the usage records 
     assert.equal((await chat(limited.key, 'demo')).status, 200);
     assert.equal((await chat(limited.key, 'demo')).status, 429);
     assert.equal((await chat(poor.key, 'demo')).status, 402);
+    const flaky = await chat(rich.key, 'flaky');
+    assert.equal(flaky.status, 200);
+    assert.equal(flaky.headers['x-token360-attempts'], '2');
+
+    // A stream the client cuts after its first chunk.
+    const cutter = await gw.createKey();
+    const ac = new AbortController();
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${cutter.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'cut', stream: true, messages: [{ role: 'user', content: 'hello there' }] }),
+      signal: ac.signal,
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    assert.ok((await reader.read()).value!.length > 0);
+    ac.abort();
+    await reader.read().catch(() => undefined);
 
     const records: Record<string, any>[] = [];
     // Records of refusals are written in the background: wait for those writes.
     await backgroundDone(gw);
-    for (const k of [rich, limited, poor]) {
-      const want = k === rich ? 5 : k === limited ? 2 : 1;
-      const data: Record<string, any>[] = (await gw.admin('GET', `/usage?key_id=${k.id}`)).json.data;
+    for (const k of [rich, limited, poor, cutter]) {
+      const want = k === rich ? 6 : k === limited ? 2 : 1;
+      // The cut stream is recorded once the gateway has seen the client go: poll with a deadline.
+      let data: Record<string, any>[] = [];
+      for (const deadline = Date.now() + 5000; data.length < want && Date.now() < deadline; await backgroundDone(gw)) {
+        data = (await gw.admin('GET', `/usage?key_id=${k.id}`)).json.data;
+      }
       assert.equal(data.length, want);
       records.push(...data);
     }
+    assert.equal(records.find((r) => r['model'] === 'cut')?.['status'], 499);
 
     assert.equal((await gw.http('GET', '/metrics')).status, 401);
     assert.equal((await gw.http('GET', '/metrics', { key: rich.key })).status, 401);
@@ -68,7 +98,7 @@ test('metrics: a known mix of requests is counted by value as the usage records 
     assert.match(scraped.headers['content-type']!, /^text\/plain/);
     const text = scraped.text;
 
-    const known = new Set(['demo', 'up', 'broken']);
+    const known = new Set(['demo', 'up', 'broken', 'flaky', 'cut']);
     const label = (m: string) => (known.has(m) ? m : 'unknown');
     for (const r of records) {
       const expected = records.filter((x) => label(x['model']) === label(r['model']) && x['status'] === r['status'] && (x['error_type'] ?? '') === (r['error_type'] ?? '')).length;
@@ -76,9 +106,10 @@ test('metrics: a known mix of requests is counted by value as the usage records 
     }
     assert.equal(sum(text, 'token360_requests_total', {}), records.length);
     assert.equal(sum(text, 'token360_requests_total', { model: 'unknown' }), 1);
-    for (const status of ['429', '402', '502', '404']) assert.equal(sum(text, 'token360_requests_total', { status }), 1, status);
-    assert.equal(sum(text, 'token360_requests_total', { status: '200' }), 4);
-    for (const m of ['demo', 'up']) {
+    for (const status of ['429', '402', '502', '404', '499']) assert.equal(sum(text, 'token360_requests_total', { status }), 1, status);
+    assert.equal(sum(text, 'token360_requests_total', { status: '499', error_type: 'client_closed', model: 'cut' }), 1);
+    assert.equal(sum(text, 'token360_requests_total', { status: '200' }), 5);
+    for (const m of ['demo', 'up', 'flaky', 'cut']) {
       const mine = records.filter((r) => r['model'] === m);
       const tot = (f: string) => mine.reduce((a, r) => a + (r[f] as number), 0);
       assert.equal(sum(text, 'token360_tokens_total', { model: m, type: 'input' }), tot('prompt_tokens') - tot('cached_tokens') - tot('cache_write_tokens'));
@@ -90,6 +121,23 @@ test('metrics: a known mix of requests is counted by value as the usage records 
     }
     assert.equal(sum(text, 'token360_tokens_total', { model: 'up', type: 'cached_input' }), 10);
     assert.equal(sum(text, 'token360_requests_in_flight', {}), 0);
+    assert.equal(sum(text, 'token360_holds_outstanding', {}), 0, 'every hold placed was given back');
+    // Refusals by limit: the rpm 429 and the 402; the unknown model and the upstream failure are no limit's doing.
+    assert.equal(sum(text, 'token360_limit_refusals_total', { limit: 'rpm' }), 1);
+    assert.equal(sum(text, 'token360_limit_refusals_total', { limit: 'balance' }), 1);
+    assert.equal(sum(text, 'token360_limit_refusals_total', {}), 2);
+    // Upstream attempts by deployment and outcome: one per upstream request, the failover's two included.
+    assert.equal(sum(text, 'token360_upstream_attempts_total', { deployment: 'bad/b', outcome: 'http_500' }), 1);
+    assert.equal(sum(text, 'token360_upstream_attempts_total', { deployment: 'bad/fb', outcome: 'http_500' }), 1);
+    assert.equal(sum(text, 'token360_upstream_attempts_total', { deployment: 'good/fg', outcome: 'ok' }), 1);
+    assert.equal(sum(text, 'token360_upstream_attempts_total', { deployment: 'good/u', outcome: 'ok' }), 1);
+    assert.equal(sum(text, 'token360_upstream_attempts_total', { deployment: 'hanging/h', outcome: 'ok' }), 1, 'the stream that the client later cut had answered');
+    const attempts = records.reduce((a, r) => a + (r['attempts'] as number), 0);
+    assert.equal(sum(text, 'token360_upstream_attempts_total', {}), attempts, 'as many attempts as the usage records say');
+    // Circuits: the deployment whose one failure opened it is 2 (open); the others 0 (closed).
+    assert.equal(sum(text, 'token360_circuit_state', { deployment: 'bad/b' }), 2);
+    assert.equal(sum(text, 'token360_circuit_state', { deployment: 'good/u' }), 0);
+    assert.equal(sum(text, 'token360_circuit_state', { deployment: 'bad/fb' }), 0);
     assert.ok(sum(text, 'gen_ai_server_request_duration_seconds_count', { gen_ai_request_model: 'up', gen_ai_provider_name: 'good' }) === 1);
     assert.ok(sum(text, 'token360_gateway_overhead_seconds_count', { route: 'chat' }) >= 4);
     assert.ok(samples(text, 'process_cpu_user_seconds_total').length === 1, 'default process metrics');
@@ -112,5 +160,6 @@ test('metrics: a known mix of requests is counted by value as the usage records 
     await gw.close();
     await good.close();
     await bad.close();
+    await hanging.close();
   }
 });

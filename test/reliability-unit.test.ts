@@ -119,13 +119,15 @@ function setup(policy: RawConfig['routing'] = {}, deployments?: { provider: stri
   const catalog = new Catalog(config, providers);
   let now = 1_000_000;
   const warnings: Record<string, unknown>[] = [];
+  const attempts: string[] = [];
   const routing: Routing = {
     health: new Health(catalog, () => now),
     affinity: new Affinity(() => now),
     log: { warn: (o) => void warnings.push(o as Record<string, unknown>) },
     random: () => 0,
+    signals: { upstreamAttempt: (d, outcome) => void attempts.push(`${d} ${outcome}`) },
   };
-  return { route: catalog.get('m')!, routing, warnings, advance: (ms: number) => (now += ms) };
+  return { route: catalog.get('m')!, routing, warnings, attempts, advance: (ms: number) => (now += ms) };
 }
 
 function call(session: string | null = null, signal = new AbortController().signal): RouteCall & { tried: string[] } {
@@ -179,6 +181,7 @@ describe('routeRequest', () => {
     const r = await run(s, (id) => (id === 'c/mc' ? null : fail500()));
     assert.deepEqual(r.tried, ['a/ma', 'b/mb', 'c/mc']);
     assert.equal(r.result, 'c/mc');
+    assert.deepEqual(s.attempts, ['a/ma http_500', 'b/mb http_500', 'c/mc ok'], 'each attempt is reported once, by deployment and outcome');
     assert.equal(s.warnings.length, 2);
     assert.deepEqual(s.warnings[0], { traceId: 'trace-1', deployment: 'a/ma', attempt: 1, failure: 'status', status: 500 });
   });

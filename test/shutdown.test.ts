@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { connect } from 'node:net';
 import { request } from 'undici';
 import { openStore } from '../src/store/open.js';
 import { startTestGateway } from './helpers/gateway.js';
@@ -39,5 +40,43 @@ test('shutdown: in-flight requests finish within the deadline; a stream still op
   const usage = await store.listUsage({ accountId, limit: 10 });
   await store.close();
   assert.deepEqual(usage.data.map((u) => u.status).sort(), [200, 503]);
+  await gw.close();
+});
+
+test('shutdown: a request that arrives on a connection already open gets 503 and the connection closes; a stream in progress finishes', async () => {
+  const gw = await startTestGateway({
+    server: { shutdown_timeout_ms: 10_000 },
+    providers: { slow: { type: 'demo', tokens_per_second: 100 } },
+    models: { slow: { pricing: { input: 1, output: 2 }, deployments: [{ provider: 'slow', model: 'slow' }] } },
+  });
+  const { key } = await gw.createKey();
+  const { port } = new URL(gw.url);
+  const socket = connect(Number(port), '127.0.0.1');
+  let received = '';
+  const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  const streamStarted = new Promise<void>((resolve) => socket.on('data', (b: Buffer) => ((received += b.toString('utf8')), received.includes('HTTP/1.1 200') && resolve())));
+  const post = (body: string): string =>
+    `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${key}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  socket.write(post(JSON.stringify({ model: 'slow', stream: true, max_tokens: 20, messages: [{ role: 'user', content: 'count slowly' }] })));
+  await streamStarted;
+
+  // (/healthz during shutdown: test/health.test.ts.)
+  const closing = gw.running.close();
+  // The stream's connection is busy, so shutdown cannot drop it: a second request on it is read and answered.
+  socket.write(post(JSON.stringify({ model: 'slow', messages: [{ role: 'user', content: 'hi' }] })));
+  await ended;
+  await closing;
+
+  const responses = received.split(/(?=HTTP\/1\.1 )/);
+  assert.equal(responses.length, 2, received);
+  assert.match(responses[0]!, /^HTTP\/1\.1 200/);
+  assert.ok(responses[0]!.includes('data: [DONE]'), 'the stream in progress finished');
+  const second = responses[1]!;
+  assert.match(second, /^HTTP\/1\.1 503/);
+  assert.match(second, /\r\nconnection: close\r\n/i);
+  assert.match(second, /\r\nretry-after: 1\r\n/i);
+  const body = JSON.parse(second.slice(second.indexOf('\r\n\r\n') + 4)) as { error: { type: string; message: string } };
+  assert.equal(body.error.type, 'api_error');
+  assert.match(body.error.message, /shutting down/);
   await gw.close();
 });

@@ -45,7 +45,7 @@ function insufficient(available: bigint, promptCost: bigint, afford: number): Ga
     available < promptCost
       ? `Insufficient account balance: the available balance (${formatUsd(available < 0n ? 0n : available)} USD) does not cover the prompt (${formatUsd(promptCost)} USD)`
       : `Insufficient account balance: the available balance (${formatUsd(available)} USD) affords at most ${afford} output tokens for this prompt; lower max_tokens or add credit`;
-  return new GatewayError('insufficient_balance', { message });
+  return new GatewayError('insufficient_balance', { message, limit: 'balance' });
 }
 
 /**
@@ -71,7 +71,7 @@ export async function placeHold(
   if (r === null) throw new GatewayError('invalid_api_key');
   if ('available' in r) {
     planHold(route, h.promptTokens, h.requested, r.available); // throws the 402 that explains it
-    throw new GatewayError('insufficient_balance');
+    throw new GatewayError('insufficient_balance', { limit: 'balance' });
   }
   return { hold: { ...held, amount: r.amount }, maxTokens: (planned as HoldPlan | null)?.maxTokens ?? null };
 }
@@ -93,5 +93,6 @@ function quotaExhausted(s: Subject): GatewayError {
   const whose = s.id.startsWith('key:') ? 'API key' : 'account';
   return new GatewayError('quota_exhausted', {
     message: `Daily spend quota exhausted: the ${whose}'s limit of ${formatUsd(s.limits.daily_spend ?? 0n)} USD per UTC day is reached; it resets at 00:00 UTC`,
+    limit: 'daily_spend',
   });
 }

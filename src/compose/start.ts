@@ -58,9 +58,14 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
   const limiter = await openLimiter(config.redis, log);
   let adminHash = admin.hash;
   const lifecycle = { closing: false };
-  const metrics = new Metrics();
+  const health = new Health(catalog);
+  const metrics = new Metrics(health);
   const { app, gateway } = buildApp({
-    gateway: { store, catalog, routing: { health: new Health(catalog), affinity: new Affinity(), log, random: Math.random }, keys: new KeyCache(store), limiter, sinks: [], background: new Set(), streams: new Set() },
+    gateway: {
+      store, catalog, keys: new KeyCache(store), limiter, sinks: [], background: new Set(), streams: new Set(),
+      routing: { health, affinity: new Affinity(), log, random: Math.random, signals: metrics },
+      signals: metrics,
+    },
     adminHash: () => adminHash,
     bodyLimit: config.server.body_limit,
     bodyTimeoutMs: config.server.body_timeout_ms,
@@ -74,7 +79,6 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
   });
   // Each request's outcome: billing settles and records it, limits release what it took, metrics count it.
   gateway.sinks.push(billingSink(gateway), limitsSink(gateway), metricsSink(metrics));
-  gateway.requestStarted = () => metrics.inFlight.inc();
   if (recovered > 0) app.log.warn({ holds: recovered }, 'released holds left by a process that stopped mid-request');
   let metricsServer: { port: number; close(): Promise<void> } | null = null;
   const release = async (): Promise<void> => {

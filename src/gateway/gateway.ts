@@ -5,6 +5,7 @@ import type { Limiter } from '../limits/types.js';
 import type { Catalog } from '../routing/catalog.js';
 import type { Routing } from '../routing/retry.js';
 import type { Store } from '../store/types.js';
+import type { Signals } from '../types/signals.js';
 import type { OutcomeSink } from './outcome.js';
 
 /** Everything the request pipeline needs, built once at start-up. */
@@ -16,8 +17,8 @@ export interface Gateway {
   keys: KeyCache;
   limiter: Limiter;
   log: FastifyBaseLogger;
-  /** Called once per authenticated request, before its outcome reaches the sinks (the in-flight gauge). */
-  requestStarted?: () => void;
+  /** Where the steps report events as they happen (the metrics count them). */
+  signals: Signals;
   /** Where each request's outcome goes (billing, limits, …), in order. */
   sinks: OutcomeSink[];
   /** Settlements and usage writes that finish after the response; awaited on shutdown. */

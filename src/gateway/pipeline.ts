@@ -34,7 +34,7 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
   let ctx: RequestContext<P>;
   try {
     ctx = newContext(ex, await authenticate(gw.keys, ep.credential(ex.requestHeaders)), ep.name);
-    gw.requestStarted?.();
+    gw.signals.requestStarted();
   } catch (e) {
     return errorReply(gw, ep, ex, e);
   }
@@ -51,6 +51,7 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
     await admit(gw, ctx, estimate);
     await hold(gw, ctx, route, estimate);
   } catch (e) {
+    if (isGatewayError(e) && e.limit !== undefined) gw.signals.limitRefused(e.limit);
     void finish(gw.sinks, ctx, ...failure(e));
     if (ctx.admission === null) await refusedHeaders(gw, ctx.key, ex);
     return errorReply(gw, ep, ex, e);

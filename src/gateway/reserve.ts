@@ -27,6 +27,7 @@ export async function hold<P>(gw: Gateway, ctx: RequestContext<P>, route: ModelR
     id: ctx.ex.traceId, accountId: key.accountId, keyId: key.id, stream: ctx.stream, promptTokens: e.promptTokens, requested,
   });
   ctx.hold = placed.hold;
+  gw.signals.holdPlaced();
   if (ctx.subjects.length > 0) {
     ctx.quotaDay = await reserveQuota(gw.store, gw.limiter, ctx.subjects, key.accountId, key.id, placed.hold.amount);
   }

@@ -35,7 +35,7 @@ export async function admit(limiter: Limiter, subjects: Subject[], tokens: numbe
     r.limit === 'tpm' && tokens > limit
       ? `This request needs about ${tokens} tokens, more than the ${whose}'s limit of ${limit} tokens per minute`
       : `Rate limit exceeded: the ${whose}'s limit of ${limit} ${NAMES[r.limit]}. Please slow down your requests`;
-  throw new GatewayError('rate_limited', { message, retryAfterMs: Math.max(1, r.retryAfterMs), headers });
+  throw new GatewayError('rate_limited', { message, retryAfterMs: Math.max(1, r.retryAfterMs), headers, limit: r.limit });
 }
 
 /**

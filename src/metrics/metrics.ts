@@ -1,6 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { usdNumber } from '../billing/money.js';
 import type { Outcome, OutcomeSink } from '../gateway/outcome.js';
+import type { Health } from '../routing/health.js';
+import type { RefusedLimit, Signals } from '../types/signals.js';
 
 // SPEC §8's series. Every label value is bounded: a catalogue model id or `unknown`, a route
 // name, a status, an error type, a provider name. Never a key id, key prefix or trace id.
@@ -8,7 +10,10 @@ import type { Outcome, OutcomeSink } from '../gateway/outcome.js';
 const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const OVERHEAD_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
-export class Metrics {
+const CIRCUIT = { closed: 0, half_open: 1, open: 2 } as const;
+
+/** The series of SPEC §8: the outcome sink below feeds the per-request ones, the request path's signals the rest. */
+export class Metrics implements Signals {
   readonly registry = new Registry();
   readonly requests = new Counter({ name: 'token360_requests_total', help: 'Requests by endpoint, model, status and error type', labelNames: ['route', 'model', 'status', 'error_type'] as const, registers: [this.registry] });
   readonly tokens = new Counter({ name: 'token360_tokens_total', help: 'Tokens charged, by model and type', labelNames: ['model', 'type'] as const, registers: [this.registry] });
@@ -18,8 +23,39 @@ export class Metrics {
   readonly duration = new Histogram({ name: 'gen_ai_server_request_duration_seconds', help: 'Request duration (OpenTelemetry GenAI)', labelNames: ['gen_ai_request_model', 'gen_ai_provider_name'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly ttft = new Histogram({ name: 'gen_ai_server_time_to_first_token_seconds', help: 'Time to the first token of streams (OpenTelemetry GenAI)', labelNames: ['gen_ai_request_model', 'gen_ai_provider_name'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
 
-  constructor() {
+  readonly holds = new Gauge({ name: 'token360_holds_outstanding', help: 'Holds placed by this process and not yet given back by their request', registers: [this.registry] });
+  readonly refusals = new Counter({ name: 'token360_limit_refusals_total', help: 'Requests refused for a limit', labelNames: ['limit'] as const, registers: [this.registry] });
+  readonly attempts = new Counter({ name: 'token360_upstream_attempts_total', help: 'Upstream requests by deployment and outcome (ok or the failure kind)', labelNames: ['deployment', 'outcome'] as const, registers: [this.registry] });
+  readonly circuits: Gauge<'deployment'>;
+
+  /** `health`: this process's circuits, read at each scrape (0 closed, 1 half-open, 2 open). */
+  constructor(health: Health) {
     collectDefaultMetrics({ register: this.registry });
+    this.circuits = new Gauge({
+      name: 'token360_circuit_state',
+      help: 'Circuit of each deployment: 0 closed, 1 half-open, 2 open',
+      labelNames: ['deployment'] as const,
+      registers: [this.registry],
+      collect() {
+        for (const d of health.view()) this.set({ deployment: `${d.provider}/${d.model}` }, CIRCUIT[d.state]);
+      },
+    });
+  }
+
+  requestStarted(): void {
+    this.inFlight.inc();
+  }
+
+  holdPlaced(): void {
+    this.holds.inc();
+  }
+
+  limitRefused(limit: RefusedLimit): void {
+    this.refusals.inc({ limit });
+  }
+
+  upstreamAttempt(deployment: string, outcome: string): void {
+    this.attempts.inc({ deployment, outcome });
   }
 }
 
@@ -34,6 +70,7 @@ export function metricsSink(m: Metrics): OutcomeSink {
 function record(m: Metrics, o: Outcome): void {
   const model = o.modelId ?? 'unknown';
   m.inFlight.dec();
+  if (o.hold !== null) m.holds.dec();
   m.requests.inc({ route: o.route, model, status: String(o.status), error_type: o.errorType ?? '' });
   const u = o.usage;
   const input = u.promptTokens - u.cachedTokens - u.cacheWriteTokens;

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GatewayError } from '../errors.js';
 import { retryAfterMs, toGatewayError, UpstreamError } from '../providers/upstream-error.js';
+import type { Signals } from '../types/signals.js';
 import type { Affinity } from './affinity.js';
 import type { Admission } from './breaker.js';
 import type { Deployment, ModelRoute } from './catalog.js';
@@ -12,6 +13,8 @@ export interface Routing {
   health: Health;
   affinity: Affinity;
   log: { warn(obj: object, msg: string): void };
+  /** Each attempt's end, by deployment and outcome (the metrics' upstream attempts). */
+  signals: Pick<Signals, 'upstreamAttempt'>;
   /** [0, 1): weighted order and backoff jitter; injected so tests can pin them. */
   random: () => number;
 }
@@ -117,12 +120,14 @@ export async function routeRequest<T>(r: Routing, route: ModelRoute, call: Route
         clearTimeout(timer);
         c.h.latency(performance.now() - t0);
         c.h.circuit.succeeded(probe);
+        r.signals.upstreamAttempt(c.d.id, 'ok');
         if (call.session !== null) r.affinity.set(call.session, c.d);
         return result;
       } catch (thrown) {
         if (call.signal.aborted || !(thrown instanceof UpstreamError)) {
           // Not the deployment's doing: its probe goes to the next request.
           c.h.circuit.released(probe);
+          r.signals.upstreamAttempt(c.d.id, call.signal.aborted ? 'client_closed' : 'error');
           if (!call.signal.aborted || (thrown instanceof UpstreamError && thrown.failure === 'aborted')) throw thrown;
           throw new UpstreamError('aborted', 'client went away', { cause: thrown });
         }
@@ -132,6 +137,7 @@ export async function routeRequest<T>(r: Routing, route: ModelRoute, call: Route
         c.h.failures++;
         if (counts(e)) c.h.circuit.failed(r.health.now(), policy.circuit, probe);
         else c.h.circuit.released(probe);
+        r.signals.upstreamAttempt(c.d.id, e.failure === 'status' ? `http_${e.status}` : e.failure);
         r.log.warn({ traceId: call.traceId, deployment: c.d.id, attempt: made, failure: e.failure, status: e.status }, 'upstream attempt failed');
         if (v === 'stop') throw toGatewayError(e, c.d.provider.secrets);
         if (e.isSaturated) busy = e;

@@ -40,6 +40,9 @@ export interface AppOptions {
  */
 const draining = new WeakSet<Duplex>();
 
+/** What a load balancer and a scraper call: they answer during shutdown too. */
+const PROBES = new Set(['/healthz', '/health', '/readyz', '/metrics']);
+
 /** `req_` and 32 hex digits. randomUUID draws from a cached entropy pool: no system call per request. */
 function traceId(): string {
   return `req_${randomUUID().replaceAll('-', '')}`;
@@ -86,6 +89,18 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
     done();
+  });
+
+  // Shutdown has begun (SPEC §8): a request that still arrives on a connection opened before gets
+  // 503 and the connection closes after it; the probes keep answering. Here rather than in
+  // onRequest so that the body has been read and closing cannot reset an unread answer.
+  app.addHook('preValidation', (req, reply, done) => {
+    if (!opts.lifecycle.closing || PROBES.has(req.routeOptions.url ?? '')) {
+      done();
+      return;
+    }
+    reply.header('connection', 'close');
+    sendError(req, reply, new GatewayError('shutting_down', { retryAfterMs: 1000 }));
   });
 
   const failures = new AuthFailures(opts.authFailuresPerMinute);

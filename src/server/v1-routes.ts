@@ -33,7 +33,8 @@ export function registerV1Routes(app: FastifyInstance, gw: Gateway, opts: { maxC
     let inFlight = 0;
     scope.addHook('preValidation', (req, reply, done) => {
       if (inFlight >= opts.maxConcurrent) {
-        const r = rendererFor(req.url, req.headers)(new GatewayError('overloaded', { retryAfterMs: 1000 }), req.id);
+        gw.signals.limitRefused('overload');
+        const r = rendererFor(req.url, req.headers)(new GatewayError('overloaded', { retryAfterMs: 1000, limit: 'overload' }), req.id);
         void reply.code(r.status).headers(r.headers).send(r.body);
         return;
       }
