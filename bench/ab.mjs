@@ -2,7 +2,8 @@
 // (figures here move by 2x within minutes) hits both alike:
 //
 //   node bench/ab.mjs <checkout A> <checkout B>        (each built: dist/ present)
-//   env: BLOCKS (30), PER (requests per block, 200), CONC (requests in flight, 1)
+//   env: BLOCKS (30), PER (requests per block, 200), CONC (requests in flight, 1),
+//        LOG_LEVEL (warn; info writes a request line per request to a pipe this process drains)
 //
 // One bench upstream; both gateways with the same config; blocks of PER requests alternate
 // between them (A then B, then B then A); per block, each gateway process's CPU (/proc, 10 ms
@@ -25,14 +26,15 @@ const TCK = 100;
 function cpu(pid) { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) / TCK; }
 function start(cmd, args, opts) {
   const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], ...opts });
-  return new Promise((res) => { let buf = ''; p.stdout.on('data', (d) => { buf += d; const m = buf.match(/LISTENING (\d+)|http:\/\/127\.0\.0\.1:(\d+)/); if (m) res({ p, port: Number(m[1] ?? m[2]) }); }); });
+  // Once the port is known the output is only drained (request log lines at LOG_LEVEL=info), never kept.
+  return new Promise((res) => { let buf = ''; p.stdout.on('data', (d) => { if (buf === null) return; buf += d; const m = buf.match(/LISTENING (\d+)|http:\/\/127\.0\.0\.1:(\d+)/); if (m) { buf = null; res({ p, port: Number(m[1] ?? m[2]) }); } }); });
 }
 const up = await start('node', [fileURLToPath(new URL('./upstream.mjs', import.meta.url))]);
 const ADMIN = 'sk-admin-ab-0123456789abcdefghijkl';
 async function gateway(dir) {
   const tmp = mkdtempSync(join(tmpdir(), 'ab-'));
   const cfg = join(tmp, 'c.yaml');
-  writeFileSync(cfg, `server: { host: 127.0.0.1, port: 0 }\ndatabase: sqlite:${tmp}/db.sqlite\nadmin_key: ${ADMIN}\nlog_level: warn\nproviders:\n  up: { type: openai, base_url: http://127.0.0.1:${up.port}/v1, api_key: sk-x }\nmodels:\n  bench: { pricing: { input: 1, output: 3.2 }, max_output_tokens: 4096, deployments: [{ provider: up, model: bench-upstream }] }\n`);
+  writeFileSync(cfg, `server: { host: 127.0.0.1, port: 0 }\ndatabase: sqlite:${tmp}/db.sqlite\nadmin_key: ${ADMIN}\nlog_level: ${process.env.LOG_LEVEL ?? 'warn'}\nproviders:\n  up: { type: openai, base_url: http://127.0.0.1:${up.port}/v1, api_key: sk-x }\nmodels:\n  bench: { pricing: { input: 1, output: 3.2 }, max_output_tokens: 4096, deployments: [{ provider: up, model: bench-upstream }] }\n`);
   const g = await start('node', [join(dir, 'dist/cli/main.js'), 'serve', '--config', cfg], { cwd: tmp });
   const origin = `http://127.0.0.1:${g.port}`;
   const call = async (m, path, body) => { const r = await request(origin + path, { method: m, headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) }); return r.body.json(); };

@@ -3,7 +3,7 @@
 //   npm run bench                  full run (about 3-4 minutes)
 //   npm run bench -- --quick       about 30 seconds
 //   npm run bench -- --profile     CPU profile of the gateway under a throughput round (prints the top 15)
-//   options: --rounds N  --streams N  --no-streams  --floor  --db-dir DIR  --out FILE
+//   options: --rounds N  --streams N  --no-streams  --floor  --db-dir DIR  --log-level L  --out FILE
 //   --floor also measures bench/floor-proxy.mjs (a bare Node JSON proxy) as a reference point
 //
 // Everything runs on 127.0.0.1; every phase is bounded in requests or time; children are stopped on exit.
@@ -52,6 +52,8 @@ const P = {
   streamOpenTimeoutSec: 90,
   streamDrainTimeoutSec: 60,
   profileSec: QUICK ? 4 : 10,
+  // info (the default, as operators run it): one request log line per request, to a pipe this process drains.
+  logLevel: value('--log-level', 'info'),
   dbDir: value('--db-dir', os.tmpdir()), // where the gateway's SQLite file lives (try /dev/shm to take the disk out)
   out: value('--out', join(RESULTS, PROFILE ? 'profile.json' : 'latest.json')),
 };
@@ -219,7 +221,7 @@ server:
   max_concurrent_requests: ${maxConnections}
 database: sqlite:${dbPath}
 admin_key: ${adminKey}
-log_level: warn
+log_level: ${P.logLevel}
 providers:
   bench_fast:
     type: openai
