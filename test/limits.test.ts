@@ -306,6 +306,9 @@ describe('overload', () => {
       assert.equal(usage.length, 3);
       // Admin and health routes are not counted.
       assert.equal((await gw.http('GET', '/health')).status, 200);
+      // The metrics count each shed request as an `overload` refusal.
+      const metrics = (await gw.http('GET', '/metrics', { headers: { authorization: `Bearer ${ADMIN_KEY}` } })).text;
+      assert.match(metrics, /^token360_limit_refusals_total\{limit="overload"\} 12$/m);
     } finally {
       await gw.close();
     }

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { connect } from 'node:net';
 import { request } from 'undici';
 import { openStore } from '../src/store/open.js';
-import { startTestGateway } from './helpers/gateway.js';
+import { ADMIN_KEY, startTestGateway } from './helpers/gateway.js';
 
 test('shutdown: in-flight requests finish within the deadline; a stream still open at the deadline ends with a 503 error event, no [DONE]', async () => {
   const gw = await startTestGateway({
@@ -21,7 +21,12 @@ test('shutdown: in-flight requests finish within the deadline; a stream still op
   });
   assert.equal(streamed.statusCode, 200);
   const quick = request(`${gw.url}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ model: 'quick', messages: [{ role: 'user', content: 'hi' }] }) });
-  await new Promise((r) => setTimeout(r, 20));
+  // Both in the pipeline (the stream and the quick request) before shutdown begins.
+  for (const deadline = Date.now() + 5000; ; ) {
+    const m = await request(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+    if (/^token360_requests_in_flight 2$/m.test(await m.body.text())) break;
+    assert.ok(Date.now() < deadline, 'the quick request never arrived');
+  }
   const closing = gw.running.close();
   const text = await streamed.body.text();
   const quickRes = await quick;
