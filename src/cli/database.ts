@@ -32,7 +32,13 @@ export async function openCliStore(configPath: string | undefined, opts: { creat
       `no database at ${file}: run \`token360 serve\` or \`token360 migrate\` to create it, or name an existing one with --config or TOKEN360_DATABASE_URL`,
     );
   }
-  return { store: await openStore(url), database, created: !exists };
+  const store = await openStore(url, {
+    leaseMs: config.store.lease_ms,
+    lockTimeoutMs: config.store.lock_timeout_ms,
+    poolSize: config.store.pool_size,
+    connectTimeoutMs: config.store.connect_timeout_ms,
+  });
+  return { store, database, created: !exists };
 }
 
 /** `token360 migrate`: creates the database if needed and applies pending migrations, saying what it did. */

@@ -42,7 +42,13 @@ const DEMO_CREDIT = '10';
  */
 export async function startGateway(config: Config, opts: { store?: Store } = {}): Promise<RunningGateway> {
   const log = pino({ level: config.log_level, redact: ['req.headers.authorization', 'headers.authorization'] });
-  const store = opts.store ?? (await openStore(config.database, { leaseMs: config.store.lease_ms, lockTimeoutMs: config.store.lock_timeout_ms, log }));
+  const store = opts.store ?? (await openStore(config.database, {
+      leaseMs: config.store.lease_ms,
+      lockTimeoutMs: config.store.lock_timeout_ms,
+      poolSize: config.store.pool_size,
+      connectTimeoutMs: config.store.connect_timeout_ms,
+      log,
+    }));
   const providers = createProviders(config.providers, {
     limits: {
       maxResponseBytes: config.server.max_upstream_response_bytes,

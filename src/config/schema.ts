@@ -109,6 +109,10 @@ const store = z
     lease_ms: z.number().int().min(300).max(600_000).default(30_000),
     /** How long a write waits for another process's lock on the database before the request gets 503. */
     lock_timeout_ms: z.number().int().positive().max(60_000).default(3_000),
+    /** PostgreSQL: connections in the pool of each process (one more listens for changes). */
+    pool_size: z.number().int().min(1).max(1000).default(10),
+    /** PostgreSQL: how long connecting, or waiting for a free pooled connection, may take before the request gets 503. */
+    connect_timeout_ms: z.number().int().positive().max(60_000).default(5_000),
   })
   .strict();
 

@@ -1,16 +1,18 @@
 import { ConfigError } from '../config/load.js';
+import { PostgresStore, type PostgresOptions } from './postgres/index.js';
 import { SqliteStore } from './sqlite/index.js';
-import type { Store, StoreOptions } from './types.js';
+import type { Store } from './types.js';
 
-/** `sqlite:PATH` or `sqlite::memory:`. PostgreSQL (`postgres://…`) sits behind the same interface. */
-export async function openStore(url: string, opts: StoreOptions = {}): Promise<Store> {
+/** `sqlite:PATH`, `sqlite::memory:`, or `postgres://…` / `postgresql://…` (a libpq connection URL). */
+export async function openStore(url: string, opts: PostgresOptions = {}): Promise<Store> {
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length);
     const store = new SqliteStore(path === ':memory:' ? ':memory:' : path, opts);
     await store.migrate();
     return store;
   }
-  throw new ConfigError(`database: ${url.split(':')[0]} is not supported by this build yet; use sqlite:PATH`);
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return PostgresStore.open(url, opts);
+  throw new ConfigError(`database: ${url.split(':')[0]} is not supported; use sqlite:PATH or postgres://USER@HOST/DATABASE`);
 }
 
 /** The database URL as logs and the CLI show it: a password in a URL is masked. */

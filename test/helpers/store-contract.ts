@@ -864,6 +864,17 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
           assert.equal((await store.credit({ accountId: a.id, amount: 8n, note: null, idempotencyKey: 'x' })).kind, 'replayed');
         });
 
+        /**
+         * The first store's revision once it differs from `r`, or `r` after a second. A change by
+         * another connection may reach a store asynchronously (PostgreSQL delivers NOTIFY after the
+         * commit); a second is the most any replica may take to see a freeze (SPEC §9).
+         */
+        async function revisionAfter(r: number): Promise<number> {
+          const deadline = Date.now() + 1000;
+          while (store.revision() === r && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+          return store.revision();
+        }
+
         test("a key change through one moves the other's revision (the CLI and a running server)", async () => {
           const a = await store.createAccount({ name: 'shared', credit: 0n });
           const k = await store.createKey(newKeyInput(a.id));
@@ -876,13 +887,13 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
             const r = store.revision();
             assert.equal(store.revision(), r, 'stable while nothing changes');
             await change();
-            assert.notEqual(store.revision(), r, `revision moved after ${what} by the other connection`);
+            assert.notEqual(await revisionAfter(r), r, `revision moved after ${what} by the other connection`);
           }
           const live = await store.getKeyByHash(k.hash);
           assert.ok(live === null || live.revokedAt !== null);
           const r = store.revision();
           await second.updateAccount(a.id, { limits: { rpm: 1 } });
-          assert.notEqual(store.revision(), r, 'revision moved after an account limit change by the other connection');
+          assert.notEqual(await revisionAfter(r), r, 'revision moved after an account limit change by the other connection');
         });
 
         test('holds placed through both connections never exceed the balance', async () => {

@@ -1,5 +1,6 @@
-import { GatewayError } from '../../errors.js';
 import type { Fault } from './group-commit.js';
+
+export { storeUnavailable } from '../unavailable.js';
 
 /** Thrown instead of writing while the database file is not the one this store opened. */
 export class DatabaseFileGone extends Error {
@@ -21,9 +22,4 @@ export function classify(e: unknown): Fault | null {
   if (typeof code !== 'string') return null;
   if (LOCKED.test(code)) return 'busy';
   return STORAGE.test(code) ? 'storage' : null;
-}
-
-/** What a client is told when the store cannot take a write: 503, try again shortly. */
-export function storeUnavailable(cause: unknown): GatewayError {
-  return new GatewayError('store_unavailable', { cause, retryAfterMs: 1000 });
 }
