@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import pg from 'pg';
 
 /** The PostgreSQL the tests use (CI starts it): trust auth, user postgres, an existing database `test`. */
@@ -29,5 +30,49 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     url: `${PG_SERVER}/${name}`,
     name,
     drop: () => admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined),
+  };
+}
+
+/**
+ * A TCP relay in front of the test PostgreSQL, to take the database away from a store and give
+ * it back: `cut()` drops every connection and refuses new ones, `restore()` listens again on
+ * the same port.
+ */
+export interface PgRelay {
+  port: number;
+  /** The URL of `database` through the relay. */
+  url(database: string): string;
+  cut(): Promise<void>;
+  restore(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startPgRelay(): Promise<PgRelay> {
+  const target = new URL(PG_SERVER);
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(Number(target.port || 5432), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => undefined);
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  const listen = (port: number): Promise<void> => new Promise((res, rej) => server.once('error', rej).listen(port, '127.0.0.1', () => res()));
+  await listen(0);
+  const port = (server.address() as AddressInfo).port;
+  const cut = async (): Promise<void> => {
+    if (!server.listening) return;
+    const closed = new Promise<void>((res) => server.close(() => res()));
+    for (const s of sockets) s.destroy();
+    await closed;
+  };
+  return {
+    port,
+    url: (database) => `postgres://postgres@127.0.0.1:${port}/${database}`,
+    cut,
+    restore: () => listen(port),
+    close: cut,
   };
 }
