@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
@@ -10,7 +11,7 @@ import { PG_MIGRATIONS } from '../src/store/postgres/migrations.js';
 import type { Hold, NewHold, Store } from '../src/store/types.js';
 import { backgroundDone, startTestGateway } from './helpers/gateway.js';
 import { createTestDatabase, startPgRelay, type TestDatabase } from './helpers/postgres.js';
-import { exited, freePort } from './helpers/process.js';
+import { CLI, exited, freePort } from './helpers/process.js';
 import { storeContract } from './helpers/store-contract.js';
 
 const databases: TestDatabase[] = [];
@@ -246,6 +247,50 @@ describe('PostgreSQL specifics', () => {
       const cost = BigInt(rec.prompt_tokens) * 1000n + BigInt(rec.completion_tokens) * 2000n;
       assert.equal(rec.cost, usd(cost));
       assert.equal(acct.json.balance, usd(1_000_000_000n - cost));
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
+/** The built `token360` with TOKEN360_DATABASE_URL set (no config file in the temporary working directory). */
+function cli(database: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TOKEN360_')) env[k] = v;
+  env['TOKEN360_DATABASE_URL'] = database;
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { cwd: tmpdir(), env, timeout: 30_000, encoding: 'utf8' }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr });
+    });
+  });
+}
+
+describe('the CLI on PostgreSQL', () => {
+  test('token360 migrate applies the migrations once, names the database without its password, and then says it is up to date', async () => {
+    const db = await freshDatabase();
+    const url = db.url.replace('postgres@', 'postgres:not-a-real-password@');
+    const first = await cli(url, 'migrate', '--json');
+    assert.equal(first.code, 0, first.stderr);
+    assert.deepEqual(JSON.parse(first.stdout).applied.map((m: { version: number }) => m.version), PG_MIGRATIONS.map((m) => m.version));
+    assert.ok(!first.stderr.includes('not-a-real-password') && !first.stdout.includes('not-a-real-password'));
+    const second = await cli(url, 'migrate');
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stdout, /is up to date/);
+  });
+
+  test('a key frozen with the CLI is refused by a running gateway on the same database within a second', async () => {
+    const db = await freshDatabase();
+    const gw = await startTestGateway({ database: db.url });
+    try {
+      const key = await gw.createKey({ credit: '1' });
+      const ask = (): Promise<number> => gw.http('POST', '/v1/chat/completions', { key: key.key, body: { model: 'demo', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 } }).then((r) => r.status);
+      assert.equal(await ask(), 200);
+      const frozen = await cli(db.url, 'keys', 'freeze', key.id, '--json');
+      assert.equal(frozen.code, 0, frozen.stderr);
+      const at = Date.now();
+      await until('the gateway to refuse the frozen key', async () => (await ask()) === 403, 1000);
+      assert.ok(Date.now() - at <= 1000);
+      await backgroundDone(gw);
     } finally {
       await gw.close();
     }
