@@ -43,6 +43,12 @@ const FIRST_START_LOCK = 7_310_360_002;
 /** How often a planned hold reads and plans again when holds of other replicas keep slipping in. */
 const PLAN_TRIES = 50;
 
+/** What went wrong, in the driver's words (which never include the password). */
+function reason(e: unknown): string {
+  const first = e instanceof AggregateError ? e.errors[0] : e;
+  return first instanceof Error ? first.message : String(first);
+}
+
 /** BIGINT columns arrive as bigint, exactly (node-postgres would give strings); everything else as the driver parses it. */
 const TYPES: pg.CustomTypesConfig = {
   getTypeParser: (id: number, format?: 'text' | 'binary') =>
@@ -114,7 +120,9 @@ export class PostgresStore implements Store {
     } catch (e) {
       await store.feed.close();
       await store.pool.end().catch(() => undefined);
-      throw isFault(e) ? storeUnavailable(e) : e;
+      // Said to an operator: what the driver found, not the 503 a client would get.
+      const cause = e instanceof Error && e.cause !== undefined && isFault(e.cause) ? e.cause : e;
+      throw isFault(cause) ? storeUnavailable(cause, `PostgreSQL cannot be reached: ${reason(cause)}`) : e;
     }
     store.ticker = setInterval(store.tick, Math.max(100, Math.floor(store.leaseMs / 3)));
     store.ticker.unref();
