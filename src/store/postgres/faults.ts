@@ -25,3 +25,20 @@ export function isFault(e: unknown): boolean {
   const message = (e as { message?: unknown }).message;
   return typeof code !== 'string' && typeof message === 'string' && DRIVER.test(message);
 }
+
+/** Connection-level SQLSTATEs: the connection failed (08) or the server is shutting down or starting (57P01–57P03). */
+const CONNECTION = /^(08|57P0[123])/;
+
+/**
+ * The connection itself failed: what was sent may or may not have been executed (a COMMIT may
+ * have arrived). Any other failure is the server's answer, and a transaction it answered with
+ * an error was rolled back.
+ */
+export function isConnectionLost(e: unknown): boolean {
+  if (e === null || typeof e !== 'object') return false;
+  const code = (e as { code?: unknown }).code;
+  if (typeof code === 'string') return NETWORK.has(code) || CONNECTION.test(code);
+  if (e instanceof AggregateError) return e.errors.some(isConnectionLost);
+  const message = (e as { message?: unknown }).message;
+  return typeof message === 'string' && DRIVER.test(message);
+}

@@ -26,13 +26,15 @@ import type {
   UsageQuery,
   UsageRecord,
 } from '../types.js';
+import { isGatewayError } from '../../errors.js';
 import { storeUnavailable } from '../unavailable.js';
+import { Batcher, type BatchOp } from './batch.js';
 import { ChangeFeed, CHANGES_CHANNEL } from './changes.js';
 import { isFault } from './faults.js';
 import { KeptWrites } from './kept.js';
 import { PG_MIGRATIONS } from './migrations.js';
 import { toAccount, toKey, toUsage, type Row } from './rows.js';
-import { placeHoldSql, putLeaseSql, recordUsageSql, recoverSql, settleSql, withoutAmount, type Statement } from './sql.js';
+import { placeHoldSql, putLeaseSql, recordUsageSql, recoverSql, releaseHoldSql, settleSql, withoutAmount, type Statement } from './sql.js';
 
 const SILENT: StoreLog = { error: () => undefined, warn: () => undefined, info: () => undefined };
 
@@ -77,6 +79,9 @@ export interface PostgresOptions extends StoreOptions {
 export class PostgresStore implements Store {
   readonly kind = 'postgres' as const;
   private readonly pool: pg.Pool;
+  /** The connection that carries the batches (pipeline mode). */
+  private readonly batchPool: pg.Pool;
+  private readonly batcher: Batcher;
   private readonly feed: ChangeFeed;
   private readonly kept: KeptWrites;
   private readonly log: StoreLog;
@@ -87,8 +92,6 @@ export class PostgresStore implements Store {
   private applied: Migration[] = [];
   private ticker: NodeJS.Timeout | null = null;
   private closed = false;
-  /** Planned holds of one account wait for each other in this process: they would only collide. */
-  private readonly planning = new Map<string, Promise<unknown>>();
 
   private constructor(url: string, opts: PostgresOptions) {
     this.log = opts.log ?? SILENT;
@@ -108,6 +111,21 @@ export class PostgresStore implements Store {
     this.pool.on('error', (err) => this.log.warn({ err }, 'a PostgreSQL connection failed; the pool replaces it'));
     this.feed = new ChangeFeed({ ...config, lock_timeout: undefined }, this.owner, this.log);
     this.kept = new KeptWrites(this.log);
+    // One batch at a time: what arrives while it is out forms the next one.
+    this.batchPool = new pg.Pool({ ...config, pipeline: true, max: 1, idleTimeoutMillis: 30_000 });
+    this.batchPool.on('error', (err) => this.log.warn({ err }, 'the PostgreSQL connection for batches failed; it is replaced'));
+    this.batcher = new Batcher({
+      pool: this.batchPool,
+      owner: this.owner,
+      planTries: PLAN_TRIES,
+      unavailable: (cause) => storeUnavailable(cause),
+      available: async (ids) => {
+        const r = await this.run('SELECT id, balance - held AS available FROM accounts WHERE id = ANY($1::text[])', [ids]);
+        return new Map(r.rows.map((row) => [row['id'] as string, row['available'] as bigint]));
+      },
+      alone: (op) => this.alone(op),
+      refuse: (op, cause, maybeCommitted) => this.refuse(op, cause, maybeCommitted),
+    });
   }
 
   /** Connects, applies pending migrations, listens for changes and takes its lease. */
@@ -120,6 +138,7 @@ export class PostgresStore implements Store {
     } catch (e) {
       await store.feed.close();
       await store.pool.end().catch(() => undefined);
+      await store.batchPool.end().catch(() => undefined);
       // Said to an operator: what the driver found, not the 503 a client would get.
       const cause = e instanceof Error && e.cause !== undefined && isFault(e.cause) ? e.cause : e;
       throw isFault(cause) ? storeUnavailable(cause, `PostgreSQL cannot be reached: ${reason(cause)}`) : e;
@@ -132,7 +151,7 @@ export class PostgresStore implements Store {
   /** One statement; a fault becomes `store_unavailable`. */
   private async run(q: Statement | string, values?: unknown[]): Promise<pg.QueryResult<Row>> {
     try {
-      return typeof q === 'string' ? await this.pool.query<Row>(q, values) : await this.pool.query<Row>(q.text, q.values);
+      return typeof q === 'string' ? await this.pool.query<Row>(q, values) : await this.pool.query<Row>(q);
     } catch (e) {
       throw isFault(e) ? storeUnavailable(e) : e;
     }
@@ -199,6 +218,7 @@ export class PostgresStore implements Store {
     if (this.closed) return;
     this.closed = true;
     if (this.ticker !== null) clearInterval(this.ticker);
+    await this.batcher.drain();
     const left = await this.kept.finish();
     if (left > 0) {
       this.log.error(
@@ -209,6 +229,7 @@ export class PostgresStore implements Store {
     // Without its lease, what this instance still holds is released by the next recovery anywhere.
     await this.pool.query('DELETE FROM leases WHERE owner = $1', [this.owner]).catch(() => undefined);
     await this.feed.close();
+    await this.batchPool.end();
     await this.pool.end();
   }
 
@@ -344,61 +365,77 @@ export class PostgresStore implements Store {
     return (n ?? 0) > 0;
   }
 
-  async placeHold(h: Hold): Promise<boolean> {
-    if (h.amount < 0n) return false;
-    return (await this.run(placeHoldSql(withoutAmount(h), h.amount, this.owner, null))).rowCount === 1;
+  placeHold(h: Hold): Promise<boolean> {
+    if (h.amount < 0n) return Promise.resolve(false);
+    return new Promise((resolve, reject) => this.batcher.add({ kind: 'hold', hold: withoutAmount(h), amount: h.amount, resolve, reject }));
   }
 
   placePlannedHold(h: NewHold, plan: (available: bigint) => bigint | null): Promise<PlannedHoldResult> {
-    return this.oneAtATime(h.accountId, () => this.planHold(h, plan));
+    return new Promise((resolve, reject) => this.batcher.add({ kind: 'plan', hold: h, plan, tries: 0, resolve, reject }));
+  }
+
+  async settle(st: Settlement): Promise<bigint> {
+    const charged = await new Promise<bigint>((resolve, reject) => this.batcher.add({ kind: 'settle', st, resolve, reject }));
+    st.onDurable?.();
+    return charged;
+  }
+
+  recordUsage(u: UsageRecord): Promise<void> {
+    return new Promise((resolve, reject) => this.batcher.add({ kind: 'usage', u, resolve, reject }));
+  }
+
+  /** An operation of a batch that failed, done again on its own statement. */
+  private alone(op: BatchOp): Promise<void> {
+    if (op.kind === 'hold') return this.holdAlone(op.hold, op.amount, null).then(op.resolve, op.reject);
+    if (op.kind === 'plan') return this.planAlone(op.hold, op.plan).then(op.resolve, op.reject);
+    if (op.kind === 'settle') {
+      return this.keepOnFault((retry) => this.pool.query<Row>(settleSql(op.st, Date.now(), retry))).then((r) => op.resolve(r.rows[0]!['charged'] as bigint), op.reject);
+    }
+    return this.keepOnFault((retry) => this.pool.query(recordUsageSql(op.u, retry))).then(() => op.resolve(), op.reject);
+  }
+
+  /**
+   * An operation of a batch the database could not take: a hold is refused (503), and released
+   * later if it might have been placed (the connection was lost after it was sent); a
+   * settlement or usage record is kept and written later, unless it was.
+   */
+  private refuse(op: BatchOp, cause: unknown, maybeCommitted: boolean): void {
+    if (op.kind === 'hold' || op.kind === 'plan') {
+      if (maybeCommitted) this.releaseLater(op.hold.id, cause);
+    } else if (op.kind === 'settle') this.kept.keep(() => this.pool.query(settleSql(op.st, Date.now(), true)), cause);
+    else this.kept.keep(() => this.pool.query(recordUsageSql(op.u, true)), cause);
+    op.reject(storeUnavailable(cause));
+  }
+
+  /** A hold whose placing failed on a fault may exist all the same: nobody will settle it, so it is released (no usage record: the refused request has its own). */
+  private releaseLater(holdId: string, cause: unknown): void {
+    this.kept.keep(() => this.pool.query(releaseHoldSql(holdId, this.owner)), cause);
+  }
+
+  private async holdAlone(h: NewHold, amount: bigint, seen: bigint | null): Promise<boolean> {
+    try {
+      return (await this.run(placeHoldSql(h, amount, this.owner, seen))).rowCount === 1;
+    } catch (e) {
+      if (isGatewayError(e) && e.code === 'store_unavailable') this.releaseLater(h.id, e.cause);
+      throw e;
+    }
   }
 
   /**
    * Reads the available balance, plans, and reserves the plan's amount only if the available
-   * balance is still what was read (placeHoldSql with `seen`); if another replica's hold came in
-   * between, reads and plans again. Never more than was available when the plan saw it.
+   * balance is still what was read; if another replica's hold came in between, reads and plans
+   * again. Never more than was available when the plan saw it.
    */
-  private async planHold(h: NewHold, plan: (available: bigint) => bigint | null): Promise<PlannedHoldResult> {
+  private async planAlone(h: NewHold, plan: (available: bigint) => bigint | null): Promise<PlannedHoldResult> {
     for (let i = 0; i < PLAN_TRIES; i++) {
       const row = await this.one('SELECT balance - held AS available FROM accounts WHERE id = $1', [h.accountId]);
       if (row === null) return null;
       const available = row['available'] as bigint;
       const amount = plan(available);
       if (amount === null || amount < 0n || amount > available) return { available };
-      if ((await this.run(placeHoldSql(h, amount, this.owner, available))).rowCount === 1) return { amount };
+      if (await this.holdAlone(h, amount, available)) return { amount };
     }
     throw storeUnavailable(new Error(`the balance of ${h.accountId} changed under ${PLAN_TRIES} plans in a row`));
-  }
-
-  private oneAtATime<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const before = this.planning.get(key) ?? Promise.resolve();
-    const result = before.then(fn, fn);
-    const tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.planning.set(key, tail);
-    void tail.then(() => {
-      if (this.planning.get(key) === tail) this.planning.delete(key);
-    });
-    return result;
-  }
-
-  async settle(st: Settlement): Promise<bigint> {
-    const write = (retry: boolean): Promise<pg.QueryResult<Row>> => {
-      const q = settleSql(st, Date.now(), retry);
-      return this.pool.query<Row>(q.text, q.values);
-    };
-    const charged = await this.keepOnFault(write);
-    st.onDurable?.();
-    return charged.rows[0]!['charged'] as bigint;
-  }
-
-  async recordUsage(u: UsageRecord): Promise<void> {
-    await this.keepOnFault((retry) => {
-      const q = recordUsageSql(u, retry);
-      return this.pool.query(q.text, q.values);
-    });
   }
 
   /** Writes now; if the database cannot be reached, keeps the write for later and rejects with `store_unavailable`. */

@@ -28,6 +28,8 @@ export class Params {
 }
 
 export interface Statement {
+  /** Prepared once per connection under this name (the text of a name never varies): big CTEs cost more to plan than to run. */
+  name: string;
   text: string;
   values: unknown[];
 }
@@ -81,6 +83,7 @@ export function recordUsageSql(u: UsageRecord, retry: boolean): Statement {
   const done = alreadyWritten(p, u, retry);
   const values = usageValues(p, u);
   return {
+    name: retry ? 'token360-usage-retry' : 'token360-usage',
     text: `WITH done AS (${done}) INSERT INTO usage (${USAGE_COLUMN_LIST}) SELECT ${values.join(', ')} WHERE NOT EXISTS (SELECT 1 FROM done)`,
     values: p.values,
   };
@@ -98,6 +101,7 @@ export function placeHoldSql(h: NewHold, amount: bigint, owner: string, seen: bi
   const amt = p.big(amount);
   const condition = seen === null ? `balance - held >= ${amt}` : `balance - held = ${p.big(seen)}`;
   return {
+    name: seen === null ? 'token360-hold' : 'token360-hold-planned',
     text: `WITH reserved AS (UPDATE accounts SET held = held + ${amt} WHERE id = ${accountId} AND ${condition} RETURNING id)
 INSERT INTO holds (id, account_id, key_id, model, amount, stream, created_at, owner)
 SELECT ${p.text(h.id)}, id, ${p.text(h.keyId)}, ${p.text(h.model)}, ${amt}, ${p.bool(h.stream)}, ${p.big(h.createdAt)}, ${p.text(owner)} FROM reserved
@@ -109,7 +113,7 @@ RETURNING id`,
 /**
  * Releases the hold, debits min(cost, what is free of other holds) and writes the ledger entry
  * and the usage record with what was charged. The account row is locked (FOR UPDATE) inside the
- * statement so the amount charged is computed on its latest version. If the hold was released
+ * statement (FOR NO KEY UPDATE: the lock its UPDATE takes anyway, which lets other transactions insert rows that reference the account) so the amount charged is computed on its latest version. If the hold was released
  * as interrupted meanwhile, the cost is still charged if the balance allows, and the interrupted
  * record (written after the hold was placed) becomes this one. Returns one row: `charged`.
  */
@@ -122,11 +126,12 @@ export function settleSql(st: Settlement, now: number, retry: boolean): Statemen
   const values = usageValues(p, st.usage, charged);
   const assignments = USAGE_COLUMNS.map((c, i) => `${c} = ${values[i]}`).join(', ');
   return {
+    name: retry ? 'token360-settle-retry' : 'token360-settle',
     text: `WITH done AS (${done}),
 released AS (DELETE FROM holds WHERE id = ${holdId} AND NOT EXISTS (SELECT 1 FROM done) RETURNING amount),
 acct AS (
   SELECT id, COALESCE((SELECT amount FROM released), 0) AS rel, balance - held + COALESCE((SELECT amount FROM released), 0) AS free
-  FROM accounts WHERE id = ${p.text(st.hold.accountId)} AND NOT EXISTS (SELECT 1 FROM done) FOR UPDATE
+  FROM accounts WHERE id = ${p.text(st.hold.accountId)} AND NOT EXISTS (SELECT 1 FROM done) FOR NO KEY UPDATE
 ),
 charge AS (SELECT id, rel, CASE WHEN ${cost} <= 0 THEN 0::bigint ELSE LEAST(${cost}, GREATEST(free, 0)) END AS charged FROM acct),
 debit AS (UPDATE accounts a SET held = a.held - c.rel, balance = a.balance - c.charged FROM charge c WHERE a.id = c.id RETURNING a.id),
@@ -149,12 +154,24 @@ SELECT ${charged} AS charged`,
   };
 }
 
+/** Releases a hold of this owner if it exists, and nothing else. */
+export function releaseHoldSql(holdId: string, owner: string): Statement {
+  const p = new Params();
+  return {
+    name: 'token360-release',
+    text: `WITH gone AS (DELETE FROM holds WHERE id = ${p.text(holdId)} AND owner = ${p.text(owner)} RETURNING account_id, amount)
+UPDATE accounts a SET held = a.held - g.amount FROM gone g WHERE a.id = g.account_id`,
+    values: p.values,
+  };
+}
+
 /** The database's clock in epoch milliseconds: leases are compared on one clock, whatever the hosts' clocks say. */
 export const DB_NOW_MS = '(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint';
 
 export function putLeaseSql(owner: string, host: string, pid: number, leaseMs: number): Statement {
   const p = new Params();
   return {
+    name: 'token360-lease',
     text: `INSERT INTO leases (owner, host, pid, expires_at) VALUES (${p.text(owner)}, ${p.text(host)}, ${p.int(pid)}, ${DB_NOW_MS} + ${p.big(leaseMs)})
 ON CONFLICT (owner) DO UPDATE SET expires_at = EXCLUDED.expires_at`,
     values: p.values,
@@ -179,6 +196,7 @@ export function recoverSql(owner: string, now: number): Statement {
     created_at: at,
   };
   return {
+    name: 'token360-recover',
     text: `WITH expired AS (DELETE FROM leases WHERE owner <> ${me} AND expires_at < ${DB_NOW_MS} RETURNING owner),
 victims AS (
   DELETE FROM holds h WHERE h.owner <> ${me}
