@@ -78,6 +78,8 @@ export interface PostgresOptions extends StoreOptions {
  */
 export class PostgresStore implements Store {
   readonly kind = 'postgres' as const;
+  /** How every connection is made. */
+  private readonly config: pg.ClientConfig;
   private readonly pool: pg.Pool;
   /** The connection that carries the batches (pipeline mode). */
   private readonly batchPool: pg.Pool;
@@ -97,22 +99,26 @@ export class PostgresStore implements Store {
     this.log = opts.log ?? SILENT;
     this.leaseMs = opts.leaseMs ?? 30_000;
     const connectTimeoutMs = opts.connectTimeoutMs ?? 5_000;
-    const config: pg.ClientConfig = {
+    const lockTimeoutMs = opts.lockTimeoutMs ?? 3_000;
+    this.config = {
       connectionString: url,
       connectionTimeoutMillis: connectTimeoutMs,
       // A write that waits for another transaction's row lock longer than this fails (55P03: 503).
-      lock_timeout: opts.lockTimeoutMs ?? 3_000,
+      lock_timeout: lockTimeoutMs,
+      // A statement with no answer by then is given up, and its connection with it: a server that
+      // stops answering (a network partition) costs requests a 503, not a hang.
+      query_timeout: lockTimeoutMs + connectTimeoutMs,
       keepAlive: true,
       types: TYPES,
       application_name: 'token360',
     };
-    this.pool = new pg.Pool({ ...config, max: opts.poolSize ?? 10, idleTimeoutMillis: 30_000 });
+    this.pool = new pg.Pool({ ...this.config, max: opts.poolSize ?? 10, idleTimeoutMillis: 30_000 });
     // An idle connection that the server drops is removed by the pool; without a listener it would crash the process.
     this.pool.on('error', (err) => this.log.warn({ err }, 'a PostgreSQL connection failed; the pool replaces it'));
-    this.feed = new ChangeFeed({ ...config, lock_timeout: undefined }, this.owner, this.log);
+    this.feed = new ChangeFeed({ ...this.config, lock_timeout: undefined, query_timeout: undefined }, this.owner, this.log);
     this.kept = new KeptWrites(this.log);
     // One batch at a time: what arrives while it is out forms the next one.
-    this.batchPool = new pg.Pool({ ...config, pipeline: true, max: 1, idleTimeoutMillis: 30_000 });
+    this.batchPool = new pg.Pool({ ...this.config, pipeline: true, max: 1, idleTimeoutMillis: 30_000 });
     this.batchPool.on('error', (err) => this.log.warn({ err }, 'the PostgreSQL connection for batches failed; it is replaced'));
     this.batcher = new Batcher({
       pool: this.batchPool,
@@ -196,20 +202,32 @@ export class PostgresStore implements Store {
   }
 
   async migrate(): Promise<readonly Migration[]> {
-    const done = await this.tx(async (c) => {
-      // Replicas starting together queue here; each then sees what the one before applied.
+    // A connection of its own, without the pool's time limits: replicas starting together wait
+    // here for the one applying migrations, and a migration may rewrite a large table.
+    const c = new pg.Client({ ...this.config, lock_timeout: undefined, query_timeout: undefined });
+    c.on('error', () => undefined); // the query in flight rejects with it
+    let done: Migration[];
+    try {
+      await c.connect();
+      await c.query('BEGIN');
+      // Each replica, once it has the lock, sees what the one before it applied.
       await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATE_LOCK]);
       await c.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)');
       const have = new Set((await c.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version));
-      const ran: Migration[] = [];
+      done = [];
       for (const m of PG_MIGRATIONS) {
         if (have.has(m.version)) continue;
         await c.query(m.sql);
         await c.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [m.version, m.name, Date.now()]);
-        ran.push({ version: m.version, name: m.name });
+        done.push({ version: m.version, name: m.name });
       }
-      return ran;
-    });
+      await c.query('COMMIT');
+    } catch (e) {
+      throw isFault(e) ? storeUnavailable(e) : e;
+    } finally {
+      // Ending the connection rolls back whatever did not commit.
+      await c.end().catch(() => undefined);
+    }
     this.applied = [...this.applied, ...done];
     return this.applied;
   }
