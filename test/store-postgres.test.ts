@@ -228,6 +228,36 @@ describe('PostgreSQL specifics', () => {
     }
   });
 
+  test('a network partition (the server stops answering): 503 within lock_timeout_ms + connect_timeout_ms, not a hang; the settlement is written after it', async () => {
+    const relay = await startPgRelay();
+    const store = await openStore(relay.url(contractDb.name), { lockTimeoutMs: 300, connectTimeoutMs: 300 });
+    try {
+      const { accountId, keyId } = await fixture(store, 100n);
+      const h: Hold = { ...newHold(accountId, keyId), amount: 40n };
+      assert.equal(await store.placeHold(h), true);
+
+      relay.freeze();
+      const started = Date.now();
+      await assert.rejects(store.placeHold({ ...newHold(accountId, keyId), amount: 1n }), storeUnavailable);
+      await assert.rejects(store.settle({ hold: h, cost: 30n, usage: usageOf(h, 30n) }), storeUnavailable);
+      await assert.rejects(store.getAccount(accountId), storeUnavailable);
+      assert.ok(Date.now() - started < 5000, `refused after ${Date.now() - started} ms`);
+      // The listening connection finds out too (its heartbeat): nothing stays cached.
+      await until('the change feed to notice the partition', async () => store.revision() !== store.revision());
+
+      relay.thaw();
+      await until('the kept settlement to be written', async () => {
+        const a = await store.getAccount(accountId).catch(() => null);
+        return a !== null && a.held === 0n;
+      });
+      assert.deepEqual(await store.ledgerTotals(accountId), { credits: 100n, debits: 30n });
+      assert.deepEqual((await store.listUsage({ accountId, limit: 10 })).data.map((r) => [r.traceId, r.cost]), [[h.id, 30n]]);
+    } finally {
+      await store.close();
+      await relay.close();
+    }
+  });
+
   test('the gateway on PostgreSQL: a chat completion through the OpenAI SDK is held, charged and recorded', async () => {
     const db = await freshDatabase();
     const gw = await startTestGateway({ database: db.url });

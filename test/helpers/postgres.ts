@@ -44,19 +44,30 @@ export interface PgRelay {
   url(database: string): string;
   cut(): Promise<void>;
   restore(): Promise<void>;
+  /** A network partition: connections stay open, and nothing passes either way (new ones included). */
+  freeze(): void;
+  /** Ends the partition: the frozen connections are dropped (as a peer that gave up would), new ones pass. */
+  thaw(): void;
   close(): Promise<void>;
 }
 
 export async function startPgRelay(): Promise<PgRelay> {
   const target = new URL(PG_SERVER);
   const sockets = new Set<Socket>();
+  let frozen = false;
+  const track = (s: Socket): void => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+  };
   const server = createServer((client) => {
-    const upstream = connect(Number(target.port || 5432), target.hostname);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => undefined);
+    track(client);
+    if (frozen) {
+      client.pause();
+      return;
     }
+    const upstream = connect(Number(target.port || 5432), target.hostname);
+    track(upstream);
     client.pipe(upstream).pipe(client);
   });
   const listen = (port: number): Promise<void> => new Promise((res, rej) => server.once('error', rej).listen(port, '127.0.0.1', () => res()));
@@ -73,6 +84,17 @@ export async function startPgRelay(): Promise<PgRelay> {
     url: (database) => `postgres://postgres@127.0.0.1:${port}/${database}`,
     cut,
     restore: () => listen(port),
+    freeze: () => {
+      frozen = true;
+      for (const s of sockets) {
+        s.unpipe();
+        s.pause();
+      }
+    },
+    thaw: () => {
+      frozen = false;
+      for (const s of sockets) s.destroy();
+    },
     close: cut,
   };
 }

@@ -7,6 +7,14 @@ export const CHANGES_CHANNEL = 'token360_changes';
 const RECONNECT_MS = [100, 250, 500, 1000, 2000, 5000];
 
 /**
+ * How often the listening connection is asked a trivial query. A connection that only listens
+ * sends nothing, so one that a NAT or a proxy silently dropped would otherwise look alive for
+ * hours (TCP keepalive) while notifications no longer come; the query keeps it in use and finds
+ * it dead within a few seconds.
+ */
+const HEARTBEAT_MS = 2_000;
+
+/**
  * revision() for PostgreSQL: a dedicated connection LISTENs on CHANGES_CHANNEL and counts the
  * notifications of other store instances (each payload names the instance that wrote, so a
  * store's own writes, already counted by its localRevision, do not move it twice). PostgreSQL
@@ -22,6 +30,7 @@ export class ChangeFeed {
   private closed = false;
   private timer: NodeJS.Timeout | null = null;
   private failures = 0;
+  private heartbeat: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly config: pg.ClientConfig,
@@ -42,6 +51,7 @@ export class ChangeFeed {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer !== null) clearTimeout(this.timer);
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
     const c = this.client;
     this.client = null;
     await c?.end().catch(() => undefined);
@@ -58,7 +68,7 @@ export class ChangeFeed {
       await c.connect();
       await c.query(`LISTEN ${CHANGES_CHANNEL}`);
     } catch (e) {
-      await c.end().catch(() => undefined);
+      c.connection.stream.destroy();
       throw e;
     }
     if (this.closed) {
@@ -67,6 +77,11 @@ export class ChangeFeed {
     }
     this.client = c;
     this.count++;
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(() => {
+      c.query('SELECT 1').catch((err: Error) => this.lost(c, err));
+    }, HEARTBEAT_MS);
+    this.heartbeat.unref();
     if (this.failures > 0) this.log.warn({}, 'listening for changes to keys and accounts again');
     this.failures = 0;
   }
@@ -74,6 +89,10 @@ export class ChangeFeed {
   private lost(c: pg.Client, err: Error | null): void {
     if (c !== this.client || this.closed) return;
     this.client = null;
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+    // A connection that stopped answering is not waited for.
+    c.connection.stream.destroy();
     this.log.warn({ err }, 'lost the connection that listens for changes to keys and accounts: cached keys are not used until it is back');
     this.reconnect();
   }

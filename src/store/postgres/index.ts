@@ -115,7 +115,7 @@ export class PostgresStore implements Store {
     this.pool = new pg.Pool({ ...this.config, max: opts.poolSize ?? 10, idleTimeoutMillis: 30_000 });
     // An idle connection that the server drops is removed by the pool; without a listener it would crash the process.
     this.pool.on('error', (err) => this.log.warn({ err }, 'a PostgreSQL connection failed; the pool replaces it'));
-    this.feed = new ChangeFeed({ ...this.config, lock_timeout: undefined, query_timeout: undefined }, this.owner, this.log);
+    this.feed = new ChangeFeed({ ...this.config, lock_timeout: undefined, query_timeout: connectTimeoutMs }, this.owner, this.log);
     this.kept = new KeptWrites(this.log);
     // One batch at a time: what arrives while it is out forms the next one.
     this.batchPool = new pg.Pool({ ...this.config, pipeline: true, max: 1, idleTimeoutMillis: 30_000 });
