@@ -298,6 +298,44 @@ function cli(database: string, ...args: string[]): Promise<{ code: number; stdou
   });
 }
 
+describe('three gateways on one PostgreSQL database', () => {
+  test('requests spread across them against an account that affords a part of them: no overspend, one record each, the books balance, nothing left held', async () => {
+    const db = await freshDatabase();
+    const gws = [await startTestGateway({ database: db.url })];
+    gws.push(...(await Promise.all([0, 1].map(() => startTestGateway({ database: db.url })))));
+    try {
+      // Each request holds about 0.0002 USD (max_tokens 100 at 2 USD per million) and costs less.
+      const key = await gws[0]!.createKey({ credit: '0.005' });
+      const results = await Promise.all(
+        Array.from({ length: 120 }, (_, i) =>
+          gws[i % 3]!.http('POST', '/v1/chat/completions', {
+            key: key.key,
+            body: { model: 'demo', messages: [{ role: 'user', content: `request ${i}` }], max_tokens: 100, ...(i % 2 === 0 ? {} : { stream: true }) },
+          }),
+        ),
+      );
+      const statuses = results.map((r) => r.status);
+      assert.ok(statuses.every((s) => s === 200 || s === 402), `statuses: ${[...new Set(statuses)].join(', ')}`);
+      assert.ok(statuses.includes(200) && statuses.includes(402), 'some served, some refused for the balance');
+      for (const gw of gws) await backgroundDone(gw);
+      const acct = (await gws[1]!.admin('GET', `/accounts/${key.accountId}`)).json;
+      assert.equal(acct.held, '0.000000000', 'nothing left held');
+      assert.ok(!acct.balance.startsWith('-'));
+      const store = gws[2]!.running.gateway.store;
+      const books = await store.ledgerTotals(key.accountId);
+      const balance = (await store.getAccount(key.accountId))!.balance;
+      assert.equal(books.credits - books.debits, balance, 'credits - debits = balance, to the unit');
+      const records = (await store.listUsage({ accountId: key.accountId, limit: 1000 })).data;
+      assert.equal(records.length, results.length, 'one usage record per request');
+      assert.equal(new Set(records.map((r) => r.traceId)).size, results.length);
+      assert.equal(records.reduce((x, r) => x + r.cost, 0n), books.debits, 'usage costs sum to the debits');
+      assert.equal(records.filter((r) => r.status === 200).length, statuses.filter((s) => s === 200).length);
+    } finally {
+      for (const gw of gws) await gw.close();
+    }
+  });
+});
+
 describe('the CLI on PostgreSQL', () => {
   test('token360 migrate applies the migrations once, names the database without its password, and then says it is up to date', async () => {
     const db = await freshDatabase();
