@@ -15,6 +15,7 @@ import { Catalog } from '../routing/catalog.js';
 import { Health } from '../routing/health.js';
 import { openLimiter } from '../limits/open.js';
 import { openStore } from '../store/open.js';
+import { startRetention } from '../store/retention.js';
 import type { Store } from '../store/types.js';
 import type { Limiter } from '../limits/types.js';
 import { buildApp } from '../server/app.js';
@@ -92,7 +93,9 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
   gateway.sinks.push(billingSink(gateway), limitsSink(gateway), metricsSink(metrics));
   if (recovered > 0) app.log.warn({ holds: recovered }, 'released holds left by a process that stopped mid-request');
   let metricsServer: { port: number; close(): Promise<void> } | null = null;
+  const stopRetention = config.retention.usage_days === undefined ? null : startRetention(store, config.retention.usage_days, log);
   const release = async (): Promise<void> => {
+    await stopRetention?.();
     await metricsServer?.close();
     await Promise.allSettled([...providers.values()].map((p) => p.close()));
     await limiter.close();
