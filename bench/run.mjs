@@ -5,6 +5,7 @@
 //   npm run bench -- --profile     CPU profile of the gateway under a throughput round (prints the top 15)
 //   options: --rounds N  --streams N  --no-streams  --floor  --db-dir DIR  --log-level L  --out FILE
 //   --floor also measures bench/floor-proxy.mjs (a bare Node JSON proxy) as a reference point
+//   npm run bench -- --store postgres --replicas 2    the scaled set-ups beside the embedded one (bench/scale.mjs)
 //
 // Everything runs on 127.0.0.1; every phase is bounded in requests or time; children are stopped on exit.
 // See bench/README.md for what each figure means.
@@ -28,6 +29,11 @@ const RESULTS = join(BENCH_DIR, 'results');
 // Parameters
 
 const argv = process.argv.slice(2);
+// The scaled set-ups (another store, several processes) are their own run: bench/scale.mjs.
+if (argv.includes('--store') || argv.includes('--replicas')) {
+  await import('./scale.mjs');
+  await new Promise(() => {}); // scale.mjs exits when done
+}
 const flag = (name) => argv.includes(name);
 const value = (name, fallback) => {
   const i = argv.indexOf(name);

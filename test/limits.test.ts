@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import OpenAI from 'openai';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { IpcLimiter, serveLimiter, type Channel } from '../src/limits/ipc.js';
 import { MemoryLimiter } from '../src/limits/memory.js';
 import { RedisLimiter } from '../src/limits/redis.js';
 import { ADMIN_KEY, startTestGateway, type HttpResult, type TestGateway } from './helpers/gateway.js';
@@ -20,6 +22,40 @@ limiterContract('Redis', async () => {
   const client = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
   await client.ping();
   return new RedisLimiter(client);
+});
+
+// `serve --workers N` without Redis: a worker's limiter asks the primary's over a real message
+// channel (structured clone, as the cluster's advanced serialization).
+limiterContract('worker over IPC', async () => {
+  const { port1, port2 } = new MessageChannel();
+  const channel = (p: MessagePort): Channel => ({ send: (m) => p.postMessage(m), on: (e, f) => p.on(e, f), off: (e, f) => p.off(e, f) });
+  serveLimiter(new MemoryLimiter(), channel(port1));
+  const limiter = new IpcLimiter(channel(port2));
+  const close = limiter.close.bind(limiter);
+  limiter.close = async () => (await close(), port1.close());
+  return limiter;
+});
+
+describe('limiter over IPC', () => {
+  test('a worker that exits gives back its concurrency slots and its spend reservations', async () => {
+    const primary = new MemoryLimiter();
+    const { port1, port2 } = new MessageChannel();
+    const channel = (p: MessagePort): Channel => ({ send: (m) => p.postMessage(m), on: (e, f) => p.on(e, f), off: (e, f) => p.off(e, f) });
+    const served = serveLimiter(primary, channel(port1));
+    const worker = new IpcLimiter(channel(port2));
+    const subject = { id: 'key:k', limits: { concurrency: 1, daily_spend: 100n } };
+    const now = Date.now();
+    assert.ok((await worker.admit({ subjects: [subject], requestId: 'r1', tokens: 5, now })).ok);
+    assert.equal((await worker.reserveSpend([subject], 70n, '2026-12-02', async () => 10n)).ok, true);
+    // Another worker (the primary's own view) is refused while the slot and the reservation are taken.
+    assert.equal((await primary.admit({ subjects: [subject], requestId: 'r2', tokens: 5, now })).ok, false);
+    assert.equal((await primary.reserveSpend([subject], 30n, '2026-12-02', async () => 0n)).ok, false);
+    await worker.close();
+    port1.close();
+    await served.exited();
+    assert.ok((await primary.admit({ subjects: [subject], requestId: 'r3', tokens: 5, now })).ok);
+    assert.equal((await primary.reserveSpend([subject], 30n, '2026-12-02', async () => 0n)).ok, true, "10 spent + 30: the dead worker's 70 is no longer reserved");
+  });
 });
 
 const chat = { model: 'demo', messages: [{ role: 'user', content: 'hi' }] };

@@ -18,7 +18,8 @@ program
   .description('run the gateway')
   .option('--host <host>', 'listen address (overrides the config and TOKEN360_HOST)')
   .option('--port <port>', 'listen port (overrides the config and TOKEN360_PORT)')
-  .action(async (opts: { host?: string; port?: string }) => serve(program.opts<{ config?: string }>().config, opts));
+  .option('--workers <n>', 'run N processes sharing the port (default 1, or TOKEN360_WORKERS)')
+  .action(async (opts: { host?: string; port?: string; workers?: string }) => serve(program.opts<{ config?: string }>().config, opts));
 
 program
   .command('migrate')

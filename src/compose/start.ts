@@ -15,7 +15,9 @@ import { Catalog } from '../routing/catalog.js';
 import { Health } from '../routing/health.js';
 import { openLimiter } from '../limits/open.js';
 import { openStore } from '../store/open.js';
+import { startRetention } from '../store/retention.js';
 import type { Store } from '../store/types.js';
+import type { Limiter } from '../limits/types.js';
 import { buildApp } from '../server/app.js';
 import { billingSink, limitsSink } from '../gateway/sinks.js';
 import { Metrics, metricsSink } from '../metrics/metrics.js';
@@ -40,7 +42,15 @@ const DEMO_CREDIT = '10';
  * writes: the demo account and a generated admin key exist only once the server listens, so a
  * start that fails (port in use) leaves none that were never shown, and the next start makes them.
  */
-export async function startGateway(config: Config, opts: { store?: Store } = {}): Promise<RunningGateway> {
+export interface StartOptions {
+  store?: Store;
+  /** A worker of `serve --workers` without Redis: the limiter the primary keeps for all workers. */
+  limiter?: Limiter;
+  /** A worker of `serve --workers`: /metrics shows what the primary gathers from every worker, and `metrics.port` is the primary's. */
+  clusterScrape?: () => Promise<string>;
+}
+
+export async function startGateway(config: Config, opts: StartOptions = {}): Promise<RunningGateway> {
   const log = pino({ level: config.log_level, redact: ['req.headers.authorization', 'headers.authorization'] });
   const store = opts.store ?? (await openStore(config.database, {
       leaseMs: config.store.lease_ms,
@@ -61,11 +71,13 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
   // Left for the store's own sweep when the database cannot be written right now.
   const recovered = await store.recoverHolds().catch((err: unknown) => (log.warn({ err }, 'could not release holds of stopped processes yet'), 0));
 
-  const limiter = await openLimiter(config.redis, log);
+  const limiter = opts.limiter ?? (await openLimiter(config.redis, log));
   let adminHash = admin.hash;
   const lifecycle = { closing: false };
   const health = new Health(catalog);
   const metrics = new Metrics(health);
+  if (opts.clusterScrape !== undefined) metrics.shareWithPrimary();
+  const scrape = opts.clusterScrape === undefined ? metrics.registry : { contentType: metrics.registry.contentType, metrics: opts.clusterScrape };
   const { app, gateway } = buildApp({
     gateway: {
       store, catalog, keys: new KeyCache(store), limiter, sinks: [], background: new Set(), streams: new Set(),
@@ -80,14 +92,16 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
     trustProxy: config.server.trust_proxy,
     corsOrigins: config.server.cors_origins,
     lifecycle,
-    metrics: metrics.registry,
+    metrics: scrape,
     log,
   });
   // Each request's outcome: billing settles and records it, limits release what it took, metrics count it.
   gateway.sinks.push(billingSink(gateway), limitsSink(gateway), metricsSink(metrics));
   if (recovered > 0) app.log.warn({ holds: recovered }, 'released holds left by a process that stopped mid-request');
   let metricsServer: { port: number; close(): Promise<void> } | null = null;
+  const stopRetention = config.retention.usage_days === undefined ? null : startRetention(store, config.retention.usage_days, log);
   const release = async (): Promise<void> => {
+    await stopRetention?.();
     await metricsServer?.close();
     await Promise.allSettled([...providers.values()].map((p) => p.close()));
     await limiter.close();
@@ -100,7 +114,7 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
     await release();
     throw listenError(e, config.server.host, config.server.port);
   }
-  if (config.metrics.port !== undefined) {
+  if (config.metrics.port !== undefined && opts.clusterScrape === undefined) {
     try {
       metricsServer = await serveMetrics(metrics.registry, config.metrics.port);
     } catch (e) {

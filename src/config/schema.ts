@@ -116,11 +116,19 @@ const store = z
   })
   .strict();
 
+const retention = z
+  .object({
+    /** Usage records older than this many days are deleted, in small batches, about every 10 minutes; absent: kept for ever. */
+    usage_days: z.number().int().min(1).max(36_500).optional(),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     server: server.default(server.parse({})),
     database: z.string().default('sqlite:./data/token360.db'),
     store: store.default(store.parse({})),
+    retention: retention.default({}),
     redis: z.string().optional(),
     /** `port`: /metrics also served without a key on 127.0.0.1:<port>. */
     metrics: z.object({ port: z.number().int().min(0).max(65535).optional() }).strict().default({}),

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { usdNumber } from '../billing/money.js';
 import type { Outcome, OutcomeSink } from '../gateway/outcome.js';
 import type { Health } from '../routing/health.js';
@@ -36,10 +36,19 @@ export class Metrics implements Signals {
       help: 'Circuit of each deployment: 0 closed, 1 half-open, 2 open',
       labelNames: ['deployment'] as const,
       registers: [this.registry],
+      // Across workers (each keeps its own circuits): the worst state any of them sees.
+      aggregator: 'max',
       collect() {
         for (const d of health.view()) this.set({ deployment: `${d.provider}/${d.model}` }, CIRCUIT[d.state]);
       },
     });
+  }
+
+  /** A worker of `serve --workers`: the primary's AggregatorRegistry collects this registry over IPC. */
+  shareWithPrimary(): void {
+    AggregatorRegistry.setRegistries([this.registry]);
+    // Constructing one is what makes prom-client answer the primary's requests in this process.
+    void new AggregatorRegistry();
   }
 
   requestStarted(): void {

@@ -9,8 +9,7 @@ import { registerCors } from './cors.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { registerAdminRoutes } from './admin-routes.js';
 import { registerHealthRoutes, type Lifecycle } from './health-routes.js';
-import { registerMetricsRoute } from './metrics-routes.js';
-import type { Registry } from 'prom-client';
+import { registerMetricsRoute, type Scrape } from './metrics-routes.js';
 import { renderError } from '../protocols/openai-chat/render-error.js';
 import { rendererFor } from './error-shape.js';
 import { registerV1Routes } from './v1-routes.js';
@@ -29,7 +28,7 @@ export interface AppOptions {
   /** Shared with the shutdown that sets `closing`: the probes read it. */
   lifecycle: Lifecycle;
   /** What GET /metrics (admin key) shows. */
-  metrics: Registry;
+  metrics: Scrape;
   log: Logger;
 }
 

@@ -234,6 +234,11 @@ export interface Store {
    */
   recoverHolds(): Promise<number>;
   listUsage(q: UsageQuery): Promise<UsagePage>;
+  /**
+   * Deletes at most `limit` usage records made before `before` (epoch ms), oldest first, and
+   * returns how many (the retention sweep calls it in small batches). The ledger is never pruned.
+   */
+  pruneUsage(before: number, limit: number): Promise<number>;
   /** Sum of charged costs of the account since `since` (epoch ms). */
   spendSince(accountId: string, since: number, keyId?: string): Promise<bigint>;
 

@@ -633,6 +633,22 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
         assert.deepEqual((await store.listUsage({ accountId, limit: 10 })).data, [rec]);
       });
 
+      test('pruneUsage deletes records made before the cut, oldest first, at most `limit` at a time; the ledger stays', async () => {
+        const { accountId, keyId } = await fixture(0n);
+        // Far older than any other test's records, so that pruning touches only these.
+        const old1 = usage({ id: uniq('trace'), accountId, keyId }, { createdAt: 1_000_000_000_000 });
+        const old2 = usage({ id: uniq('trace'), accountId, keyId }, { createdAt: 1_000_000_000_500 });
+        const kept = usage({ id: uniq('trace'), accountId, keyId }, { createdAt: 1_000_000_002_000 });
+        for (const r of [old2, kept, old1]) await store.recordUsage(r);
+        const totals = await store.ledgerTotals(accountId);
+        assert.equal(await store.pruneUsage(1_000_000_001_000, 1), 1);
+        assert.deepEqual((await store.listUsage({ accountId, limit: 10 })).data.map((r) => r.traceId).sort(), [old2.traceId, kept.traceId].sort(), 'the oldest went first');
+        assert.equal(await store.pruneUsage(1_000_000_001_000, 10), 1);
+        assert.equal(await store.pruneUsage(1_000_000_001_000, 10), 0);
+        assert.deepEqual((await store.listUsage({ accountId, limit: 10 })).data, [kept]);
+        assert.deepEqual(await store.ledgerTotals(accountId), totals);
+      });
+
       test('listUsage filters by account, key and time, newest first', async () => {
         const a = await fixture(0n);
         const a2 = await store.createKey(newKeyInput(a.accountId));

@@ -504,6 +504,12 @@ export class PostgresStore implements Store {
     return { data: page.map(toUsage), nextCursor: more ? encodeCursor(page[page.length - 1]!['seq'] as bigint) : null };
   }
 
+  async pruneUsage(before: number, limit: number): Promise<number> {
+    // Oldest first through the created_at index; a batch at a time, so the hot path's inserts never wait long.
+    const r = await this.run('DELETE FROM usage WHERE seq IN (SELECT seq FROM usage WHERE created_at < $1 ORDER BY created_at LIMIT $2)', [before, limit]);
+    return r.rowCount ?? 0;
+  }
+
   async spendSince(accountId: string, since: number, keyId?: string): Promise<bigint> {
     const r =
       keyId === undefined

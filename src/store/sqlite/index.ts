@@ -669,6 +669,10 @@ export class SqliteStore implements Store {
     return { data: page.map(toUsage), nextCursor: more ? encodeCursor(big(page[page.length - 1]!['seq'])) : null };
   }
 
+  async pruneUsage(before: number, limit: number): Promise<number> {
+    return this.write(() => this.stmt('DELETE FROM usage WHERE seq IN (SELECT seq FROM usage WHERE created_at < ? ORDER BY created_at LIMIT ?)').run(before, limit).changes);
+  }
+
   async spendSince(accountId: string, since: number, keyId?: string): Promise<bigint> {
     this.group.flush();
     const v = keyId === undefined ? this.s.spendSince.get(accountId, since) : this.s.spendSinceKey.get(accountId, keyId, since);
