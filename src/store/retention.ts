@@ -30,9 +30,9 @@ export function startRetention(store: Store, days: number, log: StoreLog, now: (
   const tick = (): void => {
     running = sweep();
   };
+  // The first sweep is not unref'd: a process with nothing else to do (a test, a CLI) would exit before it ran.
   const first = setTimeout(tick, 0);
   const timer = setInterval(tick, EVERY_MS);
-  first.unref();
   timer.unref();
   return async () => {
     stopped = true;
