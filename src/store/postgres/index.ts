@@ -33,7 +33,7 @@ import { ChangeFeed, CHANGES_CHANNEL } from './changes.js';
 import { isFault } from './faults.js';
 import { KeptWrites } from './kept.js';
 import { PG_MIGRATIONS } from './migrations.js';
-import { toAccount, toKey, toUsage, type Row } from './rows.js';
+import { toAccount, toKey, toUsage, type Row } from '../rows.js';
 import { placeHoldSql, putLeaseSql, recordUsageSql, recoverSql, releaseHoldSql, settleSql, withoutAmount, type Statement } from './sql.js';
 
 const SILENT: StoreLog = { error: () => undefined, warn: () => undefined, info: () => undefined };

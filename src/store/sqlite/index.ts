@@ -2,8 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { MAX_BALANCE } from '../../billing/money.js';
-import { decodeCursor, decodeLimits, decodeModels, encodeCursor, encodeLimits, encodeModels } from '../codec.js';
+import { decodeCursor, encodeCursor, encodeLimits, encodeModels } from '../codec.js';
 import { newId } from '../ids.js';
+import { toAccount, toKey, toUsage, type Row } from '../rows.js';
 import type {
   Account,
   ApiKey,
@@ -35,62 +36,9 @@ import { journalFile, journalsOf, readJournal, removeQuietly, SettlementJournal 
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { HOST, ownerGone, type LeaseRow } from './owner.js';
 
-type Row = Record<string, unknown>;
 
 const num = (v: unknown): number => Number(v as bigint);
 const big = (v: unknown): bigint => (typeof v === 'bigint' ? v : BigInt(v as number));
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v as bigint));
-
-function toAccount(r: Row): Account {
-  return {
-    id: r['id'] as string,
-    name: r['name'] as string,
-    balance: big(r['balance']),
-    held: big(r['held']),
-    limits: decodeLimits(r['limits'] as string | null),
-    createdAt: num(r['created_at']),
-  };
-}
-
-function toKey(r: Row): ApiKey {
-  return {
-    id: r['id'] as string,
-    accountId: r['account_id'] as string,
-    name: (r['name'] as string | null) ?? null,
-    prefix: r['prefix'] as string,
-    hash: r['key_hash'] as string,
-    models: decodeModels(r['models'] as string | null),
-    limits: decodeLimits(r['limits'] as string | null),
-    frozen: num(r['frozen']) === 1,
-    expiresAt: numOrNull(r['expires_at']),
-    revokedAt: numOrNull(r['revoked_at']),
-    createdAt: num(r['created_at']),
-  };
-}
-
-function toUsage(r: Row): UsageRecord {
-  return {
-    traceId: r['trace_id'] as string,
-    accountId: r['account_id'] as string,
-    keyId: r['key_id'] as string,
-    model: r['model'] as string,
-    provider: (r['provider'] as string | null) ?? null,
-    upstreamModel: (r['upstream_model'] as string | null) ?? null,
-    promptTokens: num(r['prompt_tokens']),
-    completionTokens: num(r['completion_tokens']),
-    cachedTokens: num(r['cached_tokens']),
-    cacheWriteTokens: num(r['cache_write_tokens']),
-    reasoningTokens: num(r['reasoning_tokens']),
-    cost: big(r['cost']),
-    status: num(r['status']),
-    errorType: (r['error_type'] as string | null) ?? null,
-    stream: num(r['stream']) === 1,
-    latencyMs: num(r['latency_ms']),
-    ttftMs: numOrNull(r['ttft_ms']),
-    createdAt: num(r['created_at']),
-    attempts: num(r['attempts']),
-  };
-}
 
 const usageParams = (u: UsageRecord): unknown[] => [
   u.traceId, u.accountId, u.keyId, u.model, u.provider, u.upstreamModel, u.promptTokens, u.completionTokens,

@@ -1,15 +1,17 @@
-import { decodeLimits, decodeModels } from '../codec.js';
-import type { Account, ApiKey, UsageRecord } from '../types.js';
+import { decodeLimits, decodeModels } from './codec.js';
+import type { Account, ApiKey, UsageRecord } from './types.js';
 
-// Rows as node-postgres returns them with this store's type parsers: BIGINT columns as bigint
-// (never through a JavaScript number), INTEGER as number, BOOLEAN as boolean.
+// Rows of either database as its driver returns them: integers as bigint (better-sqlite3 with
+// safe integers, node-postgres's BIGINT with the store's parser: never through a float) or as
+// number (PostgreSQL's INTEGER); flags as 0/1 (SQLite) or boolean (PostgreSQL).
 
 export type Row = Record<string, unknown>;
 
-const big = (v: unknown): bigint => v as bigint;
+const big = (v: unknown): bigint => (typeof v === 'bigint' ? v : BigInt(v as number));
 const num = (v: unknown): number => Number(v as bigint | number);
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
 const textOrNull = (v: unknown): string | null => (v as string | null) ?? null;
+const flag = (v: unknown): boolean => v === true || v === 1n || v === 1;
 
 export function toAccount(r: Row): Account {
   return {
@@ -31,7 +33,7 @@ export function toKey(r: Row): ApiKey {
     hash: r['key_hash'] as string,
     models: decodeModels(textOrNull(r['models'])),
     limits: decodeLimits(textOrNull(r['limits'])),
-    frozen: r['frozen'] === true,
+    frozen: flag(r['frozen']),
     expiresAt: numOrNull(r['expires_at']),
     revokedAt: numOrNull(r['revoked_at']),
     createdAt: num(r['created_at']),
@@ -54,7 +56,7 @@ export function toUsage(r: Row): UsageRecord {
     cost: big(r['cost']),
     status: num(r['status']),
     errorType: textOrNull(r['error_type']),
-    stream: r['stream'] === true,
+    stream: flag(r['stream']),
     latencyMs: num(r['latency_ms']),
     ttftMs: numOrNull(r['ttft_ms']),
     createdAt: num(r['created_at']),
