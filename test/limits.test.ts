@@ -12,7 +12,7 @@ import { MemoryLimiter } from '../src/limits/memory.js';
 import { RedisLimiter } from '../src/limits/redis.js';
 import { ADMIN_KEY, startTestGateway, type HttpResult, type TestGateway } from './helpers/gateway.js';
 import { limiterContract } from './helpers/limiter-contract.js';
-import { exited, freePort, spawnGateway } from './helpers/process.js';
+import { CLI, exited, freePort, spawnGateway } from './helpers/process.js';
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -348,5 +348,32 @@ describe('overload', () => {
     } finally {
       await gw.close();
     }
+  });
+});
+
+describe('start-up log', () => {
+  /** `token360 serve` until it says it listens; what it printed up to then. */
+  async function startupLines(redis: boolean): Promise<string> {
+    const dir = mkdtempSync(join(tmpdir(), 'token360-startlog-'));
+    const config = join(dir, 'c.yaml');
+    writeFileSync(config, [`database: sqlite:${join(dir, 'db.sqlite')}`, `admin_key: ${ADMIN_KEY}`, 'server: { host: 127.0.0.1, port: 0 }', ...(redis ? [`redis: ${REDIS_URL}`] : [])].join('\n'));
+    const child = spawn(process.execPath, [CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.once('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
+        child.stdout!.on('data', (d: Buffer) => ((out += d.toString()), out.includes('"msg":"token360 listening"') && resolve()));
+      });
+    } finally {
+      child.kill('SIGTERM');
+      await exited(child);
+      rmSync(dir, { recursive: true, force: true });
+    }
+    return out;
+  }
+
+  test('without redis the start-up log says limits are per process; with redis it does not', async () => {
+    assert.match(await startupLines(false), /limits are kept in this process \(no redis configured\)/);
+    assert.doesNotMatch(await startupLines(true), /limits are kept in this process/);
   });
 });

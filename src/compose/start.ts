@@ -72,6 +72,10 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
   const recovered = await store.recoverHolds().catch((err: unknown) => (log.warn({ err }, 'could not release holds of stopped processes yet'), 0));
 
   const limiter = opts.limiter ?? (await openLimiter(config.redis, log));
+  if (opts.limiter === undefined && limiter.kind === 'memory') {
+    // SPEC §9: replicas without Redis work, each with its own limits; say so once, where an operator looks.
+    log.info({}, 'rate and spend limits are kept in this process (no redis configured): several replicas would each enforce their own; configure redis to share them');
+  }
   let adminHash = admin.hash;
   const lifecycle = { closing: false };
   const health = new Health(catalog);
