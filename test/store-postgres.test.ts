@@ -258,6 +258,41 @@ describe('PostgreSQL specifics', () => {
     }
   });
 
+  test('answers lost after the server did the work: the hold it placed is released, the settlement it made is not made twice', async () => {
+    const relay = await startPgRelay();
+    const store = await openStore(relay.url(contractDb.name), { lockTimeoutMs: 300, connectTimeoutMs: 300 });
+    try {
+      const { accountId, keyId } = await fixture(store, 100n);
+      const h1: Hold = { ...newHold(accountId, keyId), amount: 40n };
+      assert.equal(await store.placeHold(h1), true);
+
+      relay.deafen();
+      const h2: Hold = { ...newHold(accountId, keyId), amount: 20n };
+      const [settled, placed] = await Promise.allSettled([store.settle({ hold: h1, cost: 30n, usage: usageOf(h1, 30n) }), store.placeHold(h2)]);
+      assert.ok(settled.status === 'rejected' && storeUnavailable(settled.reason));
+      assert.ok(placed.status === 'rejected' && storeUnavailable(placed.reason));
+      // The server did both: the settlement is in the books and the hold is out, unknown to the store's callers.
+      const direct = await query<{ held: string; balance: string }>(contractDb.url, 'SELECT held, balance FROM accounts WHERE id = $1', [accountId]);
+      assert.deepEqual(direct[0], { held: '20', balance: '70' });
+
+      relay.thaw();
+      await until('the refused hold to be released', async () => ((await store.getAccount(accountId).catch(() => null))?.held ?? -1n) === 0n);
+      // Closing tries what is kept once more, if its timer has not yet.
+      await store.close();
+      const books = await query<{ credits: string; debits: string }>(
+        contractDb.url,
+        "SELECT SUM(amount) FILTER (WHERE kind = 'credit')::text AS credits, COALESCE(SUM(amount) FILTER (WHERE kind = 'debit'), 0)::text AS debits FROM ledger WHERE account_id = $1",
+        [accountId],
+      );
+      assert.deepEqual(books[0], { credits: '100', debits: '30' }, 'debited once');
+      const recs = await query<{ trace_id: string; cost: string }>(contractDb.url, 'SELECT trace_id, cost::text FROM usage WHERE account_id = $1', [accountId]);
+      assert.deepEqual(recs, [{ trace_id: h1.id, cost: '30' }], 'one record');
+    } finally {
+      await store.close();
+      await relay.close();
+    }
+  });
+
   test('the gateway on PostgreSQL: a chat completion through the OpenAI SDK is held, charged and recorded', async () => {
     const db = await freshDatabase();
     const gw = await startTestGateway({ database: db.url });

@@ -46,7 +46,9 @@ export interface PgRelay {
   restore(): Promise<void>;
   /** A network partition: connections stay open, and nothing passes either way (new ones included). */
   freeze(): void;
-  /** Ends the partition: the frozen connections are dropped (as a peer that gave up would), new ones pass. */
+  /** Requests still reach the server, its answers are lost: what was sent is done, and nobody hears of it. */
+  deafen(): void;
+  /** Ends the partition (or the deafness): the connections are dropped (as a peer that gave up would), new ones pass. */
   thaw(): void;
   close(): Promise<void>;
 }
@@ -54,6 +56,7 @@ export interface PgRelay {
 export async function startPgRelay(): Promise<PgRelay> {
   const target = new URL(PG_SERVER);
   const sockets = new Set<Socket>();
+  const upstreams = new Map<Socket, Socket>();
   let frozen = false;
   const track = (s: Socket): void => {
     sockets.add(s);
@@ -68,6 +71,8 @@ export async function startPgRelay(): Promise<PgRelay> {
     }
     const upstream = connect(Number(target.port || 5432), target.hostname);
     track(upstream);
+    upstreams.set(upstream, client);
+    upstream.on('close', () => upstreams.delete(upstream));
     client.pipe(upstream).pipe(client);
   });
   const listen = (port: number): Promise<void> => new Promise((res, rej) => server.once('error', rej).listen(port, '127.0.0.1', () => res()));
@@ -89,6 +94,13 @@ export async function startPgRelay(): Promise<PgRelay> {
       for (const s of sockets) {
         s.unpipe();
         s.pause();
+      }
+    },
+    deafen: () => {
+      frozen = true;
+      for (const [upstream, client] of upstreams) {
+        upstream.unpipe(client);
+        upstream.on('data', () => undefined);
       }
     },
     thaw: () => {
