@@ -330,8 +330,6 @@ export class SqliteStore implements Store {
       replaceInterrupted: db.prepare(
         "UPDATE usage SET trace_id = ?, account_id = ?, key_id = ?, model = ?, provider = ?, upstream_model = ?, prompt_tokens = ?, completion_tokens = ?, cached_tokens = ?, cost = ?, status = ?, error_type = ?, stream = ?, latency_ms = ?, ttft_ms = ?, created_at = ?, cache_write_tokens = ?, reasoning_tokens = ?, attempts = ? WHERE created_at >= ? AND trace_id = ? AND error_type = 'interrupted'",
       ),
-      spendSince: db.prepare('SELECT COALESCE(SUM(cost), 0) FROM usage WHERE account_id = ? AND created_at >= ?').pluck(),
-      spendSinceKey: db.prepare('SELECT COALESCE(SUM(cost), 0) FROM usage WHERE account_id = ? AND key_id = ? AND created_at >= ?').pluck(),
       getSetting: db.prepare('SELECT value FROM settings WHERE name = ?').pluck(),
       setSetting: db.prepare('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value'),
       keepSetting: db.prepare('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING'),
@@ -734,10 +732,13 @@ export class SqliteStore implements Store {
   private summaryRows(q: UsageSummaryQuery, source: 'records' | 'days', from: number, to: number): Row[] {
     const [table, time, count, errors] =
       source === 'records' ? ['usage', 'created_at', 'COUNT(*)', 'SUM(status >= 400)'] : ['usage_daily', 'day', 'SUM(requests)', 'SUM(errors)'];
+    // In `usage`, the unary + keeps SQLite off the (account_id, seq) and (key_id, seq) indexes,
+    // which would read all of an account's records: the time range bounds the work instead.
+    const plus = source === 'records' ? '+' : '';
     const where = [`${time} >= ?`, `${time} < ?`];
     const params: unknown[] = [from, to];
-    if (q.accountId !== undefined) (where.push('account_id = ?'), params.push(q.accountId));
-    if (q.keyId !== undefined) (where.push('key_id = ?'), params.push(q.keyId));
+    if (q.accountId !== undefined) (where.push(`${plus}account_id = ?`), params.push(q.accountId));
+    if (q.keyId !== undefined) (where.push(`${plus}key_id = ?`), params.push(q.keyId));
     const sql =
       `SELECT ${SUMMARY_GROUP[q.groupBy][source]} AS g, ${count} AS requests, ${errors} AS errors, SUM(prompt_tokens) AS prompt_tokens, ` +
       'SUM(completion_tokens) AS completion_tokens, SUM(cached_tokens) AS cached_tokens, SUM(cache_write_tokens) AS cache_write_tokens, ' +
@@ -746,9 +747,9 @@ export class SqliteStore implements Store {
   }
 
   async spendSince(accountId: string, since: number, keyId?: string): Promise<bigint> {
-    this.group.flush();
-    const v = keyId === undefined ? this.s.spendSince.get(accountId, since) : this.s.spendSinceKey.get(accountId, keyId, since);
-    return big(v);
+    // From the daily totals: the callers ask from a UTC midnight, so no record is read.
+    const rows = await this.summarizeUsage({ groupBy: 'account', from: since, to: Number.MAX_SAFE_INTEGER, accountId, ...(keyId !== undefined ? { keyId } : {}) });
+    return rows.reduce((sum, r) => sum + r.cost, 0n);
   }
 
   async firstStart(input: FirstStart): Promise<{ setting: string | null; accountCreated: boolean }> {

@@ -145,16 +145,15 @@ ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
   },
   {
     version: 8,
-    name: 'usage: daily totals for summaries, and time indexes per account and key',
-    // Summaries (GET /admin/usage/summary, /v1/me) read usage_daily, kept by triggers in the
-    // transaction that writes each record (the settlement's), so it always equals the sums of
-    // `usage`: one upsert per record instead of a scan of millions at read time. Records are read
-    // only for the partial days at the edges of a range, through the (account|key, created_at)
-    // indexes. The backfill reads the table once, at the upgrade. Day = created_at / 86400000,
-    // the UTC day; errors = status >= 400.
+    name: 'usage: daily totals per account, key and model',
+    // Summaries (GET /admin/usage/summary, /v1/me) and today's spend read usage_daily, kept by
+    // triggers in the transaction that writes each record (the settlement's), so it always equals
+    // the sums of `usage`: one upsert per record instead of a scan of millions at read time.
+    // Records are read only for the partial days at the edges of a range, through usage_created.
+    // The upsert changes no indexed column, so it writes the table's one B-tree and no index.
+    // The backfill reads the table once, at the upgrade. Day = created_at / 86400000, the UTC
+    // day; errors = status >= 400.
     sql: `
-CREATE INDEX usage_account_created ON usage(account_id, created_at);
-CREATE INDEX usage_key_created ON usage(key_id, created_at);
 CREATE TABLE usage_daily (
   day INTEGER NOT NULL,
   account_id TEXT NOT NULL,
