@@ -6,7 +6,7 @@
 //
 // Seeds the records through the store's own write path (recordUsage: the group commit, the
 // triggers that keep the daily totals), into a temporary file store: 30 days ending now,
-// 100 accounts with 3 keys each, 8 models, about 1 in 10 requests failed. Then times each
+// 100 accounts with 3 keys each, 8 models, 3 requests in 20 failed. Then times each
 // grouping over the whole range and over one account, twice: with a range aligned to UTC days
 // (the default range; only daily totals are read) and with one that is not (now - 30 days to
 // now: the records of the two partial days at the edges are read too). Prints the median and the
