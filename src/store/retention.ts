@@ -31,8 +31,8 @@ export function startRetention(store: Store, days: number, log: StoreLog, now: (
     running = sweep();
   };
   const first = setTimeout(tick, 0);
+  // The next sweeps never keep a process alive; the first runs at once.
   const timer = setInterval(tick, EVERY_MS);
-  first.unref();
   timer.unref();
   return async () => {
     stopped = true;
