@@ -680,6 +680,11 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
         assert.equal(await store.pruneUsage(1_000_000_001_000, 10), 0);
         assert.deepEqual((await store.listUsage({ accountId, limit: 10 })).data, [kept]);
         assert.deepEqual(await store.ledgerTotals(accountId), totals);
+        // Summaries count what is kept, over whole days (daily totals) and partial ones (records) alike.
+        for (const [from, to] of [[0, 2_000_000_000_000], [999_999_999_000, 1_000_000_003_000]] as const) {
+          const rows = await store.summarizeUsage({ groupBy: 'account', from, to, accountId });
+          assert.deepEqual(rows.map((r) => r.requests), [1], `summary over [${from}, ${to})`);
+        }
       });
 
       test('listUsage filters by account, key and time, newest first', async () => {
