@@ -250,4 +250,40 @@ describe('keys and usage, with a server running on the same database', () => {
     assert.equal(rest.next_cursor, null, 'the last page carries no cursor');
     assert.deepEqual([...page.data, ...rest.data].map((u: any) => u.trace_id), rows.map((u) => u.trace_id));
   });
+
+  test('usage --summary: the totals of the records, as the admin API gives them (--json) or as a table', async () => {
+    const range = ['--from', '2020-01-01', '--to', '2999-01-01'];
+    const records = ((await cliJson('usage', '--account', accountId, '--limit', '10000')) as any).data as any[];
+    assert.ok(records.length >= 4);
+    const json = await cliJson('usage', '--summary', '--group-by', 'model', '--account', accountId, ...range);
+    const api = await gw.admin('GET', `/usage/summary?group_by=model&account_id=${accountId}&from=2020-01-01&to=2999-01-01`);
+    assert.deepEqual(json, api.json);
+    const models = [...new Set(records.map((u) => u.model))];
+    assert.deepEqual(json.data.map((r: any) => r.group).sort(), models.sort());
+    for (const row of json.data) {
+      const of = records.filter((u) => u.model === row.group);
+      assert.equal(row.requests, of.length);
+      assert.equal(row.errors, of.filter((u) => u.status >= 400).length);
+      assert.equal(row.prompt_tokens, of.reduce((n, u) => n + u.prompt_tokens, 0));
+    }
+    assert.equal(json.total.requests, records.length);
+
+    const text = await cli('usage', '--summary', '--group-by', 'model', '--account', accountId, ...range);
+    assert.equal(text.code, 0, text.stderr);
+    const lines = text.stdout.trim().split('\n');
+    assert.match(lines[0]!, /^usage from 2020-01-01T00:00:00\.000Z to 2999-01-01T00:00:00\.000Z$/);
+    assert.match(lines[1]!, /^model\s+requests\s+errors\s+prompt\s+completion\s+cached\s+cache_write\s+reasoning\s+cost_usd$/);
+    const cells = lines.slice(2).map((l) => l.split(/\s+/));
+    assert.deepEqual(
+      cells,
+      [...json.data, { group: 'total', ...json.total }].map((r: any) =>
+        [r.group, r.requests, r.errors, r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.cache_write_tokens, r.reasoning_tokens, r.cost].map(String),
+      ),
+    );
+    // By day, the default grouping: today's UTC date.
+    const byDay = await cliJson('usage', '--summary', '--account', accountId);
+    assert.deepEqual(byDay.data.map((r: any) => r.group), [new Date().toISOString().slice(0, 10)]);
+    assertCleanFailure(await cli('usage', '--summary', '--group-by', 'week'), /group_by/);
+    assertCleanFailure(await cli('usage', '--summary', '--from', 'last tuesday'), /from/);
+  });
 });

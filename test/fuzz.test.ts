@@ -248,13 +248,13 @@ const segment = fc.oneof(
 const query = fc.oneof(
   fc.constant(''),
   fc
-    .array(fc.tuple(fc.constantFrom('limit', 'cursor', 'from', 'to', 'account_id', 'key_id', 'x', '%ZZ'), fc.oneof(fc.string({ maxLength: 12 }).map(encodeURIComponent), fc.constantFrom('0', '1', '-1', '10001', 'abc', '%ZZ', ''))), { maxLength: 3 })
+    .array(fc.tuple(fc.constantFrom('limit', 'cursor', 'from', 'to', 'account_id', 'key_id', 'group_by', 'x', '%ZZ'), fc.oneof(fc.string({ maxLength: 12 }).map(encodeURIComponent), fc.constantFrom('0', '1', '-1', '10001', 'abc', '%ZZ', ''))), { maxLength: 3 })
     .map((kv) => '?' + kv.map(([k, v]) => `${k}=${v}`).join('&')),
 );
 /** The real routes, with their id slots filled at random. */
 const ROUTES = [
   '/v1/chat/completions', '/v1/embeddings', '/v1/models', '/v1/models/{}', '/v1/models/{}/{}', '/v1/me', '/health',
-  '/admin/accounts', '/admin/accounts/{}', '/admin/accounts/{}/credit', '/admin/keys', '/admin/keys/{}', '/admin/usage',
+  '/admin/accounts', '/admin/accounts/{}', '/admin/accounts/{}/credit', '/admin/keys', '/admin/keys/{}', '/admin/usage', '/admin/usage/summary',
 ];
 const routePath = fc
   .tuple(fc.constantFrom(...ROUTES), fc.array(segment, { minLength: 2, maxLength: 2 }), fc.constantFrom('', '', '', '/', '//'), fc.integer({ min: 0, max: 9 }))

@@ -19,6 +19,17 @@ storeContract('SQLite in memory', () => openStore('sqlite::memory:'));
 const file = join(dir, 'nested', 'dir', 'contract.db');
 storeContract('SQLite file', () => openStore(`sqlite:${file}`), { sharedDatabase: true });
 
+/** A database file as an older release left it: migrated up to `version`. */
+function databaseAt(path: string, version: number): Database.Database {
+  const db = new Database(path);
+  db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+  for (const m of SQLITE_MIGRATIONS.filter((m) => m.version <= version)) {
+    db.exec(m.sql);
+    db.prepare('INSERT INTO schema_migrations VALUES (?, ?, 0)').run(m.version, m.name);
+  }
+  return db;
+}
+
 describe('SQLite specifics', () => {
   test('openStore creates the missing directories of the database path', () => {
     assert.ok(existsSync(file));
@@ -50,12 +61,7 @@ describe('SQLite specifics', () => {
 
   test('a response origin remembered before accounts were noted (version 4) comes back, after the upgrade, with no account', async () => {
     const path = join(dir, 'origins-v4.db');
-    const old = new Database(path);
-    old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
-    for (const m of SQLITE_MIGRATIONS.filter((m) => m.version <= 4)) {
-      old.exec(m.sql);
-      old.prepare('INSERT INTO schema_migrations VALUES (?, ?, 0)').run(m.version, m.name);
-    }
+    const old = databaseAt(path, 4);
     const until = Date.now() + 60_000;
     old.prepare("INSERT INTO response_origins (id, provider, upstream_model, expires_at) VALUES ('resp_old', 'nat', 'gpt-x', ?)").run(until);
     old.close();
@@ -64,6 +70,37 @@ describe('SQLite specifics', () => {
       assert.deepEqual(await store.findResponse('resp_old', Date.now()), { provider: 'nat', upstreamModel: 'gpt-x', accountId: null });
       await store.rememberResponse('resp_new', { provider: 'nat', upstreamModel: 'gpt-x', accountId: 'acct_1' }, until);
       assert.equal((await store.findResponse('resp_new', Date.now()))?.accountId, 'acct_1');
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('the daily totals of version 8 start from the records already there: summaries of an upgraded database count them', async () => {
+    const path = join(dir, 'usage-v6.db');
+    const old = databaseAt(path, 6);
+    const day = Date.UTC(2026, 5, 1);
+    const insert = old.prepare(
+      "INSERT INTO usage (trace_id, account_id, key_id, model, prompt_tokens, completion_tokens, cached_tokens, cost, status, stream, latency_ms, created_at, cache_write_tokens, reasoning_tokens) VALUES (?, 'acct_old', ?, 'm', ?, 1, 0, ?, ?, 0, 5, ?, 0, 0)",
+    );
+    insert.run('t1', 'key_a', 10, 100, 200, day + 1000);
+    insert.run('t2', 'key_a', 20, 200, 429, day + 2000);
+    insert.run('t3', 'key_b', 30, 300, 200, day + 86_400_000 + 5);
+    old.close();
+    const store = await openStore(`sqlite:${path}`);
+    try {
+      const byDay = await store.summarizeUsage({ groupBy: 'day', from: day, to: day + 2 * 86_400_000 });
+      assert.deepEqual(byDay.map((r) => [r.group, r.requests, r.errors, r.promptTokens, r.cost]), [
+        ['2026-06-01', 2, 1, 30, 300n],
+        ['2026-06-02', 1, 0, 30, 300n],
+      ]);
+      // And records written after the upgrade join them.
+      await store.recordUsage({
+        traceId: 't4', accountId: 'acct_old', keyId: 'key_b', model: 'm', provider: null, upstreamModel: null, promptTokens: 1, completionTokens: 1,
+        cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, cost: 4n, status: 200, errorType: null, stream: false, latencyMs: 1, ttftMs: null,
+        createdAt: day + 3000, attempts: 1,
+      });
+      const byKey = await store.summarizeUsage({ groupBy: 'key', from: day, to: day + 2 * 86_400_000, accountId: 'acct_old' });
+      assert.deepEqual(byKey.map((r) => [r.group, r.requests, r.cost]), [['key_b', 2, 304n], ['key_a', 2, 300n]]);
     } finally {
       await store.close();
     }

@@ -1,5 +1,5 @@
 import { formatUsd } from '../billing/money.js';
-import type { Account, ApiKey, Limits, UsageRecord } from '../store/types.js';
+import type { Account, ApiKey, Limits, UsageGroupBy, UsageRecord, UsageSummaryRow, UsageTotals } from '../store/types.js';
 
 // How accounts, keys and usage records look on the admin API and in the CLI's --json output:
 // snake_case, amounts as USD decimal strings, times as ISO 8601.
@@ -67,4 +67,48 @@ export function presentUsage(u: UsageRecord): Record<string, unknown> {
     ttft_ms: u.ttftMs === null ? null : Math.round(u.ttftMs),
     created_at: iso(u.createdAt),
   };
+}
+
+export function presentTotals(t: UsageTotals): Record<string, unknown> {
+  return {
+    requests: t.requests,
+    errors: t.errors,
+    prompt_tokens: t.promptTokens,
+    completion_tokens: t.completionTokens,
+    cached_tokens: t.cachedTokens,
+    cache_write_tokens: t.cacheWriteTokens,
+    reasoning_tokens: t.reasoningTokens,
+    cost: formatUsd(t.cost),
+  };
+}
+
+/** The totals of several summary rows (over all groups). */
+export function sumTotals(rows: readonly UsageTotals[]): UsageTotals {
+  const t: UsageTotals = { requests: 0, errors: 0, promptTokens: 0, completionTokens: 0, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, cost: 0n };
+  for (const r of rows) {
+    t.requests += r.requests;
+    t.errors += r.errors;
+    t.promptTokens += r.promptTokens;
+    t.completionTokens += r.completionTokens;
+    t.cachedTokens += r.cachedTokens;
+    t.cacheWriteTokens += r.cacheWriteTokens;
+    t.reasoningTokens += r.reasoningTokens;
+    t.cost += r.cost;
+  }
+  return t;
+}
+
+export function presentUsageSummary(s: { groupBy: UsageGroupBy; from: number; to: number; rows: readonly UsageSummaryRow[] }): Record<string, unknown> {
+  return {
+    object: 'usage_summary',
+    group_by: s.groupBy,
+    from: iso(s.from),
+    to: iso(s.to),
+    data: s.rows.map((r) => ({ group: r.group, ...presentTotals(r) })),
+    total: presentTotals(sumTotals(s.rows)),
+  };
+}
+
+export function presentPeriod(p: { from: number; to: number; totals: UsageTotals }): Record<string, unknown> {
+  return { from: iso(p.from), to: iso(p.to), ...presentTotals(p.totals) };
 }

@@ -2,7 +2,8 @@ import { generateKey } from '../auth/keys.js';
 import { formatUsd, MAX_BALANCE, MAX_BALANCE_USD, parseUsd } from '../billing/money.js';
 import { badRequest, GatewayError } from '../errors.js';
 import { parseBoundedJson } from '../gateway/json-shape.js';
-import type { Account, ApiKey, KeyPatch, Limits, Store, UsagePage } from '../store/types.js';
+import { sumTotals } from './present.js';
+import type { Account, ApiKey, KeyPatch, Limits, Store, UsageGroupBy, UsagePage, UsageSummaryRow, UsageTotals } from '../store/types.js';
 
 // The operations of the admin API, with their input checks, shared by the HTTP routes and the
 // CLI so that both accept and refuse exactly the same things. Inputs are untrusted JSON.
@@ -179,15 +180,33 @@ export async function listKeys(store: Store, q: Record<string, unknown>): Promis
   return store.listKeys(queryParam(q, 'account_id'));
 }
 
+const ISO_TIME = /^(\d{4}-\d{2}-\d{2})(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/i;
+
+/**
+ * A time in a query: Unix seconds, or ISO 8601 (a date is its UTC midnight; a time without an
+ * offset is UTC, whatever the server's zone). Epoch ms, as in the store. Strict, unlike
+ * Date.parse, which reads `1 2` as a date and `2026-02-31` as March 3rd.
+ */
+export function parseTime(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  let ms = Number.NaN;
+  if (/^\d{1,12}$/.test(v)) {
+    ms = Number(v) * 1000;
+  } else {
+    const m = ISO_TIME.exec(v);
+    const date = m?.[1];
+    // The date must exist: Date.parse rolls 2026-02-31 over into March.
+    if (m !== null && date !== undefined && new Date(Date.parse(date)).toISOString().startsWith(date)) {
+      ms = Date.parse(v.length === date.length || m[2] !== undefined ? v : `${v}Z`);
+    }
+  }
+  if (!Number.isFinite(ms) || ms < 0) throw badRequest(`Invalid '${name}': expected an ISO 8601 time or Unix seconds`, name);
+  return ms;
+}
+
 export async function listUsage(store: Store, query: Record<string, unknown>): Promise<UsagePage> {
   const q = (name: string): string | undefined => queryParam(query, name);
-  const time = (name: 'from' | 'to'): number | undefined => {
-    const v = q(name);
-    if (v === undefined || v === '') return undefined;
-    const ms = /^\d+$/.test(v) ? Number(v) * 1000 : Date.parse(v);
-    if (Number.isNaN(ms)) throw badRequest(`Invalid '${name}': expected an ISO 8601 time or Unix seconds`, name);
-    return ms;
-  };
+  const time = (name: 'from' | 'to'): number | undefined => parseTime(q(name), name);
   let limit = 100;
   if (q('limit') !== undefined) {
     limit = Number(q('limit'));
@@ -207,6 +226,63 @@ export async function listUsage(store: Store, query: Record<string, unknown>): P
     ...(cursor !== undefined ? { cursor } : {}),
     limit,
   });
+}
+
+const DAY_MS = 86_400_000;
+const GROUPINGS: readonly UsageGroupBy[] = ['day', 'model', 'key', 'account'];
+
+export interface UsageSummary {
+  groupBy: UsageGroupBy;
+  from: number;
+  to: number;
+  rows: UsageSummaryRow[];
+}
+
+/** The start of the UTC day after `now`'s: the default end of a summary, so that today counts whole. */
+export const endOfUtcDay = (now: number): number => (Math.floor(now / DAY_MS) + 1) * DAY_MS;
+
+/**
+ * `GET /admin/usage/summary` and `token360 usage --summary`. Records with from <= created_at < to;
+ * by default the last 30 UTC days, today included (from 00:00 UTC 29 days ago to 00:00 UTC
+ * tomorrow); `to` alone means the 30 days before it, `from` alone runs to the end of today.
+ */
+export async function summarizeUsage(store: Store, query: Record<string, unknown>, now = Date.now()): Promise<UsageSummary> {
+  onlyKeys(query, ['group_by', 'from', 'to', 'account_id', 'key_id']);
+  const q = (name: string): string | undefined => queryParam(query, name);
+  const groupBy = (q('group_by') ?? 'day') as UsageGroupBy;
+  if (!GROUPINGS.includes(groupBy)) throw badRequest(`Invalid 'group_by': expected one of ${GROUPINGS.join(', ')}`, 'group_by');
+  const from = parseTime(q('from'), 'from');
+  const to = parseTime(q('to'), 'to') ?? endOfUtcDay(now);
+  const start = from ?? to - 30 * DAY_MS;
+  if (start >= to) throw badRequest("Invalid 'from': expected a time before 'to'", 'from');
+  const accountId = q('account_id');
+  const keyId = q('key_id');
+  const rows = await store.summarizeUsage({
+    groupBy,
+    from: start,
+    to,
+    ...(accountId !== undefined ? { accountId } : {}),
+    ...(keyId !== undefined ? { keyId } : {}),
+  });
+  return { groupBy, from: start, to, rows };
+}
+
+export interface Period {
+  from: number;
+  to: number;
+  totals: UsageTotals;
+}
+
+/** A key's own usage for `/v1/me`: today (UTC) and the last 30 UTC days, today included; one summary query. */
+export async function recentKeyUsage(store: Store, key: ApiKey, now = Date.now()): Promise<{ today: Period; last30Days: Period }> {
+  const to = endOfUtcDay(now);
+  const from = to - 30 * DAY_MS;
+  const rows = await store.summarizeUsage({ groupBy: 'day', from, to, accountId: key.accountId, keyId: key.id });
+  const today = new Date(to - DAY_MS).toISOString().slice(0, 10);
+  return {
+    today: { from: to - DAY_MS, to, totals: sumTotals(rows.filter((r) => r.group === today)) },
+    last30Days: { from, to, totals: sumTotals(rows) },
+  };
 }
 
 export async function getKey(store: Store, id: string): Promise<ApiKey> {

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
-import { presentAccount, presentKey, presentUsage } from '../admin/present.js';
+import { presentAccount, presentKey, presentUsage, presentUsageSummary } from '../admin/present.js';
 import * as admin from '../admin/service.js';
 import type { Store } from '../store/types.js';
 import { openCliStore } from './database.js';
+import { usageSummaryTable } from './table.js';
 
 // The CLI mirrors the admin API against the configured database (found as `serve` finds it, and
 // never created here: see database.ts), through the same service functions, so it accepts and refuses exactly what the API does. A running server sees the
@@ -38,6 +39,10 @@ function print(result: Out | Out[] | string, json: boolean): void {
 }
 
 const fmt = (v: unknown): string => (v !== null && typeof v === 'object' ? JSON.stringify(v) : String(v));
+
+interface UsageOpts {
+  account?: string; key?: string; from?: string; to?: string; limit?: string; cursor?: string; summary?: boolean; groupBy?: string; json?: boolean;
+}
 
 interface LimitOpts { rpm?: string; tpm?: string; concurrency?: string; dailySpend?: string }
 
@@ -131,12 +136,19 @@ export function registerAdminCommands(program: Command): void {
 
   program
     .command('usage')
-    .description('usage records, newest first')
-    .option('--account <id>').option('--key <id>').option('--from <time>').option('--to <time>')
+    .description('usage records, newest first; or, with --summary, their totals per day, model, key or account')
+    .option('--account <id>').option('--key <id>').option('--from <time>', 'ISO 8601 or Unix seconds, inclusive').option('--to <time>', 'exclusive')
     .option('--limit <n>', 'records per page', '100').option('--cursor <cursor>')
+    .option('--summary', 'totals instead of records (default range: the last 30 UTC days, today included)')
+    .option('--group-by <group>', 'with --summary: day, model, key or account', 'day')
     .option('--json', 'print JSON')
     .action(
-      withStore(program, async (store, o: { account?: string; key?: string; from?: string; to?: string; limit?: string; cursor?: string; json?: boolean }) => {
+      withStore(program, async (store, o: UsageOpts) => {
+        if (o.summary === true) {
+          const query = { group_by: o.groupBy, from: o.from, to: o.to, account_id: o.account, key_id: o.key };
+          const summary = presentUsageSummary(await admin.summarizeUsage(store, query));
+          return o.json === true ? summary : usageSummaryTable(summary);
+        }
         const page = await admin.listUsage(store, { account_id: o.account, key_id: o.key, from: o.from, to: o.to, limit: o.limit, cursor: o.cursor });
         const data = page.data.map(presentUsage);
         // --json: the admin API's shape; text: a line a record, then where the next page starts.

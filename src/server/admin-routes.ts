@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { authenticateAdmin } from '../auth/admin.js';
 import * as admin from '../admin/service.js';
-import { presentAccount, presentKey, presentUsage } from '../admin/present.js';
+import { presentAccount, presentKey, presentUsage, presentUsageSummary } from '../admin/present.js';
 import type { Health } from '../routing/health.js';
 import type { Store } from '../store/types.js';
 import { methodNotAllowed } from './method-not-allowed.js';
@@ -52,6 +52,10 @@ export function registerAdminRoutes(app: FastifyInstance, store: Store, adminHas
         return { object: 'list', data: page.data.map(presentUsage), next_cursor: page.nextCursor };
       });
       methodNotAllowed(scope, '/usage', ['GET']);
+      scope.get('/usage/summary', async (req: FastifyRequest<{ Querystring: Record<string, unknown> }>) =>
+        presentUsageSummary(await admin.summarizeUsage(store, req.query)),
+      );
+      methodNotAllowed(scope, '/usage/summary', ['GET']);
 
       // This process's view: each replica keeps its own circuits and counters (SPEC §7).
       scope.get('/deployments', async () => ({ object: 'list', data: health.view() }));

@@ -4,7 +4,8 @@ import { authenticate } from '../auth/authenticate.js';
 import { peekHeaders } from '../limits/admit.js';
 import { utcDay } from '../limits/types.js';
 import { authorize, mayUse } from '../auth/authorize.js';
-import { presentLimits } from '../admin/present.js';
+import { presentLimits, presentPeriod } from '../admin/present.js';
+import { recentKeyUsage } from '../admin/service.js';
 import { formatUsd } from '../billing/money.js';
 import { GatewayError } from '../errors.js';
 import type { Exchange } from '../gateway/context.js';
@@ -157,9 +158,10 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
     const account = await gw.store.getAccount(key.accountId);
     if (account === null) throw new GatewayError('invalid_api_key');
     const dayStart = Date.parse(utcDay(Date.now()));
-    const [accountToday, keyToday] = await Promise.all([
+    const [accountToday, keyToday, usage] = await Promise.all([
       gw.store.spendSince(account.id, dayStart),
       gw.store.spendSince(account.id, dayStart, key.id),
+      recentKeyUsage(gw.store, key),
     ]);
     return {
       object: 'me',
@@ -182,6 +184,8 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
         limits: presentLimits(key.limits),
         spend_today: formatUsd(keyToday),
       },
+      // This key's own requests (not its account's): what the holder of the key did.
+      usage: { today: presentPeriod(usage.today), last_30_days: presentPeriod(usage.last30Days) },
     };
   });
   methodNotAllowed(app, '/v1/me', ['GET']);

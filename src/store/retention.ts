@@ -32,6 +32,7 @@ export function startRetention(store: Store, days: number, log: StoreLog, now: (
   };
   // The first sweep is not unref'd: a process with nothing else to do (a test, a CLI) would exit before it ran.
   const first = setTimeout(tick, 0);
+  // The next sweeps never keep a process alive; the first runs at once.
   const timer = setInterval(tick, EVERY_MS);
   timer.unref();
   return async () => {

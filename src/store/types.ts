@@ -148,6 +148,31 @@ export interface UsagePage {
   nextCursor: string | null;
 }
 
+/** What a usage summary groups by: the UTC day of `created_at`, the model asked for, the key, the account. */
+export type UsageGroupBy = 'day' | 'model' | 'key' | 'account';
+
+export interface UsageSummaryQuery {
+  groupBy: UsageGroupBy;
+  /** Records with `from <= createdAt < to` (epoch ms): consecutive ranges never count a record twice. */
+  from: number;
+  to: number;
+  accountId?: string;
+  keyId?: string;
+}
+
+/** Sums over records: their token counts and cost, how many there were, how many failed. */
+export interface UsageTotals
+  extends Pick<UsageRecord, 'promptTokens' | 'completionTokens' | 'cachedTokens' | 'cacheWriteTokens' | 'reasoningTokens' | 'cost'> {
+  requests: number;
+  /** Records with status >= 400, 499 (the client went away) and interrupted (500) included. */
+  errors: number;
+}
+
+export interface UsageSummaryRow extends UsageTotals {
+  /** The day as `YYYY-MM-DD` (UTC), or the model, key id or account id. */
+  group: string;
+}
+
 export interface LedgerTotals {
   credits: bigint;
   debits: bigint;
@@ -239,6 +264,14 @@ export interface Store {
    * returns how many (the retention sweep calls it in small batches). The ledger is never pruned.
    */
   pruneUsage(before: number, limit: number): Promise<number>;
+  /**
+   * Totals of the usage records in [from, to), one row per group that has records: days in
+   * ascending order; models, keys and accounts by cost, then requests, descending, then by name.
+   * Sums are exact (cost as bigint units) and fast at millions of records: an implementation
+   * keeps daily totals as records are written, and reads records only for the partial days at
+   * the edges of an unaligned range.
+   */
+  summarizeUsage(q: UsageSummaryQuery): Promise<UsageSummaryRow[]>;
   /** Sum of charged costs of the account since `since` (epoch ms). */
   spendSince(accountId: string, since: number, keyId?: string): Promise<bigint>;
 

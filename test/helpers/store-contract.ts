@@ -3,7 +3,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { MAX_BALANCE } from '../../src/billing/money.js';
-import type { Hold, NewHold, NewKey, Store, UsageRecord } from '../../src/store/types.js';
+import type { Hold, NewHold, NewKey, Store, UsageRecord, UsageSummaryQuery, UsageSummaryRow } from '../../src/store/types.js';
 
 // The behaviour every Store implementation owes the gateway (src/store/types.ts), written against
 // the interface only: no SQL, no table names. SQLite runs it now; PostgreSQL must pass it as is.
@@ -67,6 +67,39 @@ function usage(h: { id: string; accountId: string; keyId: string }, over: Partia
     ...over,
   };
 }
+
+const DAY = 86_400_000;
+
+/** What summarizeUsage owes, computed from the records themselves (src/store/types.ts). */
+function expectedSummary(recs: readonly UsageRecord[], q: UsageSummaryQuery): UsageSummaryRow[] {
+  const groups = new Map<string, UsageSummaryRow>();
+  for (const r of recs) {
+    if (r.createdAt < q.from || r.createdAt >= q.to) continue;
+    if ((q.accountId !== undefined && r.accountId !== q.accountId) || (q.keyId !== undefined && r.keyId !== q.keyId)) continue;
+    const g = { day: new Date(r.createdAt).toISOString().slice(0, 10), model: r.model, key: r.keyId, account: r.accountId }[q.groupBy];
+    let row = groups.get(g);
+    if (row === undefined) {
+      row = { group: g, requests: 0, errors: 0, promptTokens: 0, completionTokens: 0, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, cost: 0n };
+      groups.set(g, row);
+    }
+    row.requests++;
+    if (r.status >= 400) row.errors++;
+    row.promptTokens += r.promptTokens;
+    row.completionTokens += r.completionTokens;
+    row.cachedTokens += r.cachedTokens;
+    row.cacheWriteTokens += r.cacheWriteTokens;
+    row.reasoningTokens += r.reasoningTokens;
+    row.cost += r.cost;
+  }
+  const byName = (a: UsageSummaryRow, b: UsageSummaryRow): number => (a.group < b.group ? -1 : a.group > b.group ? 1 : 0);
+  return [...groups.values()].sort(
+    q.groupBy === 'day' ? byName : (a, b) => (a.cost !== b.cost ? (b.cost > a.cost ? 1 : -1) : b.requests - a.requests || byName(a, b)),
+  );
+}
+
+/** A stretch of time no other test writes records in: unfiltered summaries over it see only the records of the test that took it. */
+let windows = 0;
+const quietWindow = (days: number): number => Date.UTC(2001, 0, 1) + (windows++ * (days + 2)) * DAY;
 
 /** Registers the contract suite for one Store implementation. `open` gives a migrated store. */
 export function storeContract(name: string, open: () => Promise<Store>, opts: StoreContractOptions = {}): void {
@@ -647,6 +680,11 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
         assert.equal(await store.pruneUsage(1_000_000_001_000, 10), 0);
         assert.deepEqual((await store.listUsage({ accountId, limit: 10 })).data, [kept]);
         assert.deepEqual(await store.ledgerTotals(accountId), totals);
+        // Summaries count what is kept, over whole days (daily totals) and partial ones (records) alike.
+        for (const [from, to] of [[0, 2_000_000_000_000], [999_999_999_000, 1_000_000_003_000]] as const) {
+          const rows = await store.summarizeUsage({ groupBy: 'account', from, to, accountId });
+          assert.deepEqual(rows.map((r) => r.requests), [1], `summary over [${from}, ${to})`);
+        }
       });
 
       test('listUsage filters by account, key and time, newest first', async () => {
@@ -797,6 +835,89 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
         assert.equal(await store.settle({ hold: h, cost: 500n, usage: usage(h, { cost: 500n }) }), 10n);
         assert.equal(await store.spendSince(accountId, 0), 10n);
         assert.equal((await store.listUsage({ accountId, limit: 1 })).data[0]!.cost, 10n);
+      });
+    });
+
+    describe('usage summaries', () => {
+      const GROUPINGS = ['day', 'model', 'key', 'account'] as const;
+
+      test('summarizeUsage: from inclusive, to exclusive; UTC days ascending; others by cost; 499 and 500 count as errors; exact costs', async () => {
+        const a = await fixture(0n);
+        const k2 = await store.createKey(newKeyInput(a.accountId));
+        const b = await fixture(0n);
+        const t0 = quietWindow(3);
+        const big = 2n ** 60n; // past 2^53: summed exactly
+        const recs = [
+          usage({ id: uniq('trace'), ...a }, { createdAt: t0, model: 'm-1', cost: big, status: 200 }),
+          usage({ id: uniq('trace'), ...a }, { createdAt: t0 + DAY - 1, model: 'm-2', cost: 5n, status: 499, errorType: 'client_closed' }),
+          usage({ id: uniq('trace'), accountId: a.accountId, keyId: k2.id }, { createdAt: t0 + DAY, model: 'm-1', cost: big + 1n, status: 500 }),
+          usage({ id: uniq('trace'), ...b }, { createdAt: t0 + DAY + 5, model: 'm-2', cost: 7n, status: 402, errorType: 'insufficient_balance' }),
+          usage({ id: uniq('trace'), ...b }, { createdAt: t0 + 2 * DAY, model: 'm-2', cost: 1n, status: 200 }),
+        ];
+        await Promise.all(recs.map((r) => store.recordUsage(r)));
+
+        const byDay = await store.summarizeUsage({ groupBy: 'day', from: t0, to: t0 + 2 * DAY });
+        const d0 = new Date(t0).toISOString().slice(0, 10);
+        const d1 = new Date(t0 + DAY).toISOString().slice(0, 10);
+        assert.deepEqual(byDay.map((r) => [r.group, r.requests, r.errors, r.cost]), [
+          [d0, 2, 1, big + 5n],
+          [d1, 2, 2, big + 8n],
+        ]);
+        assert.equal(byDay[0]!.promptTokens, 20);
+        assert.equal(byDay[0]!.reasoningTokens, 8);
+
+        const byModel = await store.summarizeUsage({ groupBy: 'model', from: t0 + 1, to: t0 + 3 * DAY });
+        assert.deepEqual(byModel.map((r) => [r.group, r.requests, r.cost]), [['m-1', 1, big + 1n], ['m-2', 3, 13n]]);
+
+        const byKey = await store.summarizeUsage({ groupBy: 'key', from: t0, to: t0 + 3 * DAY, accountId: a.accountId });
+        assert.deepEqual(byKey.map((r) => [r.group, r.cost]), [[a.keyId, big + 5n], [k2.id, big + 1n]]);
+
+        assert.deepEqual(await store.summarizeUsage({ groupBy: 'account', from: t0 + 3 * DAY, to: t0 + 4 * DAY }), []);
+        assert.deepEqual(await store.summarizeUsage({ groupBy: 'day', from: t0 + DAY, to: t0 + DAY }), [], 'an empty range');
+        assert.deepEqual(await store.summarizeUsage({ groupBy: 'day', from: t0 + DAY, to: t0 }), [], 'a reversed range');
+        assert.deepEqual(await store.summarizeUsage({ groupBy: 'model', from: t0, to: t0 + 3 * DAY, accountId: b.accountId, keyId: a.keyId }), []);
+      });
+
+      test('property: summaries equal the sums of the records, for every grouping, filter and range, aligned to days or not', async () => {
+        const statuses = [200, 200, 200, 400, 402, 403, 429, 499, 500, 502, 503];
+        const record = fc.record({
+          who: fc.integer({ min: 0, max: 2 }),
+          model: fc.constantFrom('m-a', 'm-b', 'org/m-c'),
+          at: fc.integer({ min: 0, max: 5 * DAY - 1 }),
+          status: fc.constantFrom(...statuses),
+          tokens: fc.array(fc.nat({ max: 1_000_000 }), { minLength: 5, maxLength: 5 }),
+          cost: fc.bigInt({ min: 0n, max: 10n ** 15n }),
+        });
+        const bound = fc.oneof(fc.integer({ min: -1, max: 6 }).map((d) => d * DAY), fc.integer({ min: -DAY, max: 6 * DAY }));
+        const query = fc.record({ groupBy: fc.constantFrom(...GROUPINGS), filter: fc.constantFrom('none', 'account', 'key', 'both'), from: bound, to: bound });
+        await fc.assert(
+          fc.asyncProperty(fc.array(record, { maxLength: 40 }), fc.array(query, { minLength: 1, maxLength: 8 }), async (specs, queries) => {
+            const a = await fixture(0n);
+            const a2 = await store.createKey(newKeyInput(a.accountId));
+            const b = await fixture(0n);
+            const owners = [a, { accountId: a.accountId, keyId: a2.id }, b];
+            const t0 = quietWindow(6);
+            const recs = specs.map((s) => {
+              const [p, c, cached, write, reasoning] = s.tokens as [number, number, number, number, number];
+              return usage({ id: uniq('trace'), ...owners[s.who]! }, {
+                model: s.model, createdAt: t0 + s.at, status: s.status, cost: s.cost,
+                promptTokens: p, completionTokens: c, cachedTokens: cached, cacheWriteTokens: write, reasoningTokens: reasoning,
+              });
+            });
+            await Promise.all(recs.map((r) => store.recordUsage(r)));
+            for (const x of queries) {
+              const q: UsageSummaryQuery = {
+                groupBy: x.groupBy,
+                from: t0 + x.from,
+                to: t0 + x.to,
+                ...(x.filter === 'account' || x.filter === 'both' ? { accountId: a.accountId } : {}),
+                ...(x.filter === 'key' || x.filter === 'both' ? { keyId: a2.id } : {}),
+              };
+              assert.deepEqual(await store.summarizeUsage(q), expectedSummary(recs, q), JSON.stringify(x));
+            }
+          }),
+          { numRuns: 30 },
+        );
       });
     });
 
@@ -987,6 +1108,9 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: St
           assert.equal(recs[0]!.errorType, null);
           assert.equal(recs[0]!.cost, 25n);
           await assertBooks(x.accountId, { balance: 75n, held: 0n });
+          // The summary counts the request once, as settled, not as interrupted.
+          const summary = await store.summarizeUsage({ groupBy: 'account', from: 0, to: Date.now() + DAY, accountId: x.accountId });
+          assert.deepEqual(summary.map((r) => [r.group, r.requests, r.errors, r.cost]), [[x.accountId, 1, 0, 25n]]);
         });
 
         test('a response remembered through one connection is found through the other (another replica)', async () => {

@@ -27,6 +27,9 @@ import type {
   UsagePage,
   UsageQuery,
   UsageRecord,
+  UsageSummaryQuery,
+  UsageSummaryRow,
+  UsageTotals,
 } from '../types.js';
 import { startCheckpointer } from './checkpointer.js';
 import { classify, DatabaseFileGone, storeUnavailable } from './faults.js';
@@ -45,6 +48,36 @@ const usageParams = (u: UsageRecord): unknown[] => [
   u.cachedTokens, u.cost, u.status, u.errorType, u.stream ? 1 : 0, Math.round(u.latencyMs),
   u.ttftMs === null ? null : Math.round(u.ttftMs), u.createdAt, u.cacheWriteTokens, u.reasoningTokens, u.attempts,
 ];
+
+const DAY_MS = 86_400_000;
+
+/** The group of a summary, in `usage` and in `usage_daily` (migration 8). */
+const SUMMARY_GROUP = {
+  day: { records: 'created_at / 86400000', days: 'day' },
+  model: { records: 'model', days: 'model' },
+  key: { records: 'key_id', days: 'key_id' },
+  account: { records: 'account_id', days: 'account_id' },
+} as const;
+
+function addTotals(into: UsageTotals, r: Row): void {
+  into.requests += num(r['requests']);
+  into.errors += num(r['errors']);
+  into.promptTokens += num(r['prompt_tokens']);
+  into.completionTokens += num(r['completion_tokens']);
+  into.cachedTokens += num(r['cached_tokens']);
+  into.cacheWriteTokens += num(r['cache_write_tokens']);
+  into.reasoningTokens += num(r['reasoning_tokens']);
+  into.cost += big(r['cost']);
+}
+
+const isoDay = (day: number): string => new Date(day * DAY_MS).toISOString().slice(0, 10);
+
+/** Days ascending; else by cost, then requests, descending, then by name. */
+function summaryOrder(byDay: boolean): (a: UsageSummaryRow, b: UsageSummaryRow) => number {
+  const byName = (a: UsageSummaryRow, b: UsageSummaryRow): number => (a.group < b.group ? -1 : a.group > b.group ? 1 : 0);
+  if (byDay) return byName;
+  return (a, b) => (a.cost !== b.cost ? (b.cost > a.cost ? 1 : -1) : b.requests - a.requests || byName(a, b));
+}
 
 const SILENT: StoreLog = { error: () => undefined, warn: () => undefined, info: () => undefined };
 
@@ -245,8 +278,6 @@ export class SqliteStore implements Store {
       replaceInterrupted: db.prepare(
         "UPDATE usage SET trace_id = ?, account_id = ?, key_id = ?, model = ?, provider = ?, upstream_model = ?, prompt_tokens = ?, completion_tokens = ?, cached_tokens = ?, cost = ?, status = ?, error_type = ?, stream = ?, latency_ms = ?, ttft_ms = ?, created_at = ?, cache_write_tokens = ?, reasoning_tokens = ?, attempts = ? WHERE created_at >= ? AND trace_id = ? AND error_type = 'interrupted'",
       ),
-      spendSince: db.prepare('SELECT COALESCE(SUM(cost), 0) FROM usage WHERE account_id = ? AND created_at >= ?').pluck(),
-      spendSinceKey: db.prepare('SELECT COALESCE(SUM(cost), 0) FROM usage WHERE account_id = ? AND key_id = ? AND created_at >= ?').pluck(),
       getSetting: db.prepare('SELECT value FROM settings WHERE name = ?').pluck(),
       setSetting: db.prepare('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value'),
       keepSetting: db.prepare('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING'),
@@ -621,10 +652,56 @@ export class SqliteStore implements Store {
     return this.write(() => this.stmt('DELETE FROM usage WHERE seq IN (SELECT seq FROM usage WHERE created_at < ? ORDER BY created_at LIMIT ?)').run(before, limit).changes);
   }
 
-  async spendSince(accountId: string, since: number, keyId?: string): Promise<bigint> {
+  async summarizeUsage(q: UsageSummaryQuery): Promise<UsageSummaryRow[]> {
     this.group.flush();
-    const v = keyId === undefined ? this.s.spendSince.get(accountId, since) : this.s.spendSinceKey.get(accountId, keyId, since);
-    return big(v);
+    const groups = new Map<string, UsageSummaryRow>();
+    const add = (rows: Row[]): void => {
+      for (const r of rows) {
+        const g = q.groupBy === 'day' ? isoDay(num(r['g'])) : (r['g'] as string);
+        let row = groups.get(g);
+        if (row === undefined) {
+          row = { group: g, requests: 0, errors: 0, promptTokens: 0, completionTokens: 0, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, cost: 0n };
+          groups.set(g, row);
+        }
+        addTotals(row, r);
+      }
+    };
+    // Whole UTC days from the daily totals; the partial days at either edge from the records.
+    const firstDay = Math.ceil(q.from / DAY_MS);
+    const endDay = Math.floor(q.to / DAY_MS);
+    if (firstDay < endDay) {
+      add(this.summaryRows(q, 'days', firstDay, endDay));
+      if (q.from < firstDay * DAY_MS) add(this.summaryRows(q, 'records', q.from, firstDay * DAY_MS));
+      if (endDay * DAY_MS < q.to) add(this.summaryRows(q, 'records', endDay * DAY_MS, q.to));
+    } else if (q.from < q.to) {
+      add(this.summaryRows(q, 'records', q.from, q.to));
+    }
+    // A day's totals may be left at zero requests by a record that moved (see migration 8).
+    return [...groups.values()].filter((r) => r.requests > 0).sort(summaryOrder(q.groupBy === 'day'));
+  }
+
+  /** Sums over [from, to): of records (epoch ms), or of daily totals (day numbers). */
+  private summaryRows(q: UsageSummaryQuery, source: 'records' | 'days', from: number, to: number): Row[] {
+    const [table, time, count, errors] =
+      source === 'records' ? ['usage', 'created_at', 'COUNT(*)', 'SUM(status >= 400)'] : ['usage_daily', 'day', 'SUM(requests)', 'SUM(errors)'];
+    // In `usage`, the unary + keeps SQLite off the (account_id, seq) and (key_id, seq) indexes,
+    // which would read all of an account's records: the time range bounds the work instead.
+    const plus = source === 'records' ? '+' : '';
+    const where = [`${time} >= ?`, `${time} < ?`];
+    const params: unknown[] = [from, to];
+    if (q.accountId !== undefined) (where.push(`${plus}account_id = ?`), params.push(q.accountId));
+    if (q.keyId !== undefined) (where.push(`${plus}key_id = ?`), params.push(q.keyId));
+    const sql =
+      `SELECT ${SUMMARY_GROUP[q.groupBy][source]} AS g, ${count} AS requests, ${errors} AS errors, SUM(prompt_tokens) AS prompt_tokens, ` +
+      'SUM(completion_tokens) AS completion_tokens, SUM(cached_tokens) AS cached_tokens, SUM(cache_write_tokens) AS cache_write_tokens, ' +
+      `SUM(reasoning_tokens) AS reasoning_tokens, SUM(cost) AS cost FROM ${table} WHERE ${where.join(' AND ')} GROUP BY g`;
+    return this.stmt(sql).all(...params) as Row[];
+  }
+
+  async spendSince(accountId: string, since: number, keyId?: string): Promise<bigint> {
+    // From the daily totals: the callers ask from a UTC midnight, so no record is read.
+    const rows = await this.summarizeUsage({ groupBy: 'account', from: since, to: Number.MAX_SAFE_INTEGER, accountId, ...(keyId !== undefined ? { keyId } : {}) });
+    return rows.reduce((sum, r) => sum + r.cost, 0n);
   }
 
   async firstStart(input: FirstStart): Promise<{ setting: string | null; accountCreated: boolean }> {

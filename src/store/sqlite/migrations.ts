@@ -1,6 +1,20 @@
 // Versioned migrations, applied in order at start; each runs once, in a transaction, and is
 // recorded in schema_migrations. Never edit a released migration: add the next one.
 
+/** Trigger statements of migration 8: a usage record added to, or taken from, its day's totals. */
+const ADD_NEW = `
+  INSERT INTO usage_daily VALUES (NEW.created_at / 86400000, NEW.account_id, NEW.key_id, NEW.model, 1, NEW.status >= 400, NEW.prompt_tokens,
+    NEW.completion_tokens, NEW.cached_tokens, NEW.cache_write_tokens, NEW.reasoning_tokens, NEW.cost)
+  ON CONFLICT (day, account_id, key_id, model) DO UPDATE SET requests = requests + 1, errors = errors + excluded.errors,
+    prompt_tokens = prompt_tokens + excluded.prompt_tokens, completion_tokens = completion_tokens + excluded.completion_tokens,
+    cached_tokens = cached_tokens + excluded.cached_tokens, cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+    reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, cost = cost + excluded.cost;`;
+const SUBTRACT_OLD = `
+  UPDATE usage_daily SET requests = requests - 1, errors = errors - (OLD.status >= 400), prompt_tokens = prompt_tokens - OLD.prompt_tokens,
+    completion_tokens = completion_tokens - OLD.completion_tokens, cached_tokens = cached_tokens - OLD.cached_tokens,
+    cache_write_tokens = cache_write_tokens - OLD.cache_write_tokens, reasoning_tokens = reasoning_tokens - OLD.reasoning_tokens, cost = cost - OLD.cost
+  WHERE day = OLD.created_at / 86400000 AND account_id = OLD.account_id AND key_id = OLD.key_id AND model = OLD.model;`;
+
 export const SQLITE_MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
   {
     version: 1,
@@ -127,6 +141,44 @@ ALTER TABLE response_origins ADD COLUMN account_id TEXT;
     name: 'usage: upstream attempts',
     sql: `
 ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+`,
+  },
+  {
+    version: 8,
+    name: 'usage: daily totals per account, key and model',
+    // Summaries (GET /admin/usage/summary, /v1/me) and today's spend read usage_daily, kept by
+    // triggers in the transaction that writes each record (the settlement's), so it always equals
+    // the sums of `usage`: one upsert per record instead of a scan of millions at read time.
+    // Records are read only for the partial days at the edges of a range, through usage_created.
+    // The upsert changes no indexed column, so it writes the table's one B-tree and no index.
+    // The backfill reads the table once, at the upgrade. Day = created_at / 86400000, the UTC
+    // day; errors = status >= 400.
+    sql: `
+CREATE TABLE usage_daily (
+  day INTEGER NOT NULL,
+  account_id TEXT NOT NULL,
+  key_id TEXT NOT NULL,
+  model TEXT NOT NULL,
+  requests INTEGER NOT NULL,
+  errors INTEGER NOT NULL,
+  prompt_tokens INTEGER NOT NULL,
+  completion_tokens INTEGER NOT NULL,
+  cached_tokens INTEGER NOT NULL,
+  cache_write_tokens INTEGER NOT NULL,
+  reasoning_tokens INTEGER NOT NULL,
+  cost INTEGER NOT NULL,
+  PRIMARY KEY (day, account_id, key_id, model)
+) WITHOUT ROWID;
+CREATE INDEX usage_daily_account ON usage_daily(account_id, day);
+CREATE INDEX usage_daily_key ON usage_daily(key_id, day);
+INSERT INTO usage_daily
+  SELECT created_at / 86400000, account_id, key_id, model, COUNT(*), SUM(status >= 400), SUM(prompt_tokens), SUM(completion_tokens),
+    SUM(cached_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(cost)
+  FROM usage GROUP BY 1, 2, 3, 4;
+CREATE TRIGGER usage_daily_insert AFTER INSERT ON usage BEGIN ${ADD_NEW} END;
+CREATE TRIGGER usage_daily_delete AFTER DELETE ON usage BEGIN ${SUBTRACT_OLD} END;
+-- An interrupted record replaced by its late settlement (the store's replaceInterrupted): out with the old, in with the new.
+CREATE TRIGGER usage_daily_update AFTER UPDATE ON usage BEGIN ${SUBTRACT_OLD} ${ADD_NEW} END;
 `,
   },
 ];
