@@ -10,7 +10,7 @@ import { openStore } from '../src/store/open.js';
 import { PG_MIGRATIONS } from '../src/store/postgres/migrations.js';
 import type { Hold, NewHold, Store } from '../src/store/types.js';
 import { backgroundDone, startTestGateway } from './helpers/gateway.js';
-import { createTestDatabase, startPgRelay, type TestDatabase } from './helpers/postgres.js';
+import { createTestDatabase, startPgRelay, type PgRelay, type TestDatabase } from './helpers/postgres.js';
 import { CLI, exited, freePort } from './helpers/process.js';
 import { storeContract } from './helpers/store-contract.js';
 
@@ -61,6 +61,24 @@ async function fixture(store: Store, credit: bigint): Promise<{ accountId: strin
   const a = await store.createAccount({ name: 'pg', credit });
   const k = await store.createKey({ accountId: a.id, name: null, prefix: 'sk-test', hash: randomUUID(), models: null, limits: null, expiresAt: null });
   return { accountId: a.id, keyId: k.id };
+}
+
+/** A store reaching the contract database through a relay, with an account of 100 units and a hold of 40 on it; both closed after `body`. */
+async function throughRelay(
+  opts: { lockTimeoutMs?: number; connectTimeoutMs: number },
+  body: (t: { store: Store; relay: PgRelay; accountId: string; keyId: string; h: Hold }) => Promise<void>,
+): Promise<void> {
+  const relay = await startPgRelay();
+  const store = await openStore(relay.url(contractDb.name), opts);
+  try {
+    const { accountId, keyId } = await fixture(store, 100n);
+    const h: Hold = { ...newHold(accountId, keyId), amount: 40n };
+    assert.equal(await store.placeHold(h), true);
+    await body({ store, relay, accountId, keyId, h });
+  } finally {
+    await store.close();
+    await relay.close();
+  }
 }
 
 describe('PostgreSQL specifics', () => {
@@ -199,13 +217,7 @@ describe('PostgreSQL specifics', () => {
   });
 
   test('the database taken away and given back: 503 meanwhile, the settlement made meanwhile is kept and written once it is back', async () => {
-    const relay = await startPgRelay();
-    const store = await openStore(relay.url(contractDb.name), { connectTimeoutMs: 1000 });
-    try {
-      const { accountId, keyId } = await fixture(store, 100n);
-      const h: Hold = { ...newHold(accountId, keyId), amount: 40n };
-      assert.equal(await store.placeHold(h), true);
-
+    await throughRelay({ connectTimeoutMs: 1000 }, async ({ store, relay, accountId, keyId, h }) => {
       await relay.cut();
       await assert.rejects(store.getAccount(accountId), storeUnavailable);
       await assert.rejects(store.placeHold({ ...newHold(accountId, keyId), amount: 1n }), storeUnavailable);
@@ -222,20 +234,11 @@ describe('PostgreSQL specifics', () => {
       const recs = (await store.listUsage({ accountId, limit: 10 })).data;
       assert.deepEqual(recs.map((r) => [r.traceId, r.cost]), [[h.id, 30n]], 'written once');
       await until('the change feed to listen again', async () => store.revision() === store.revision());
-    } finally {
-      await store.close();
-      await relay.close();
-    }
+    });
   });
 
   test('a network partition (the server stops answering): 503 within lock_timeout_ms + connect_timeout_ms, not a hang; the settlement is written after it', async () => {
-    const relay = await startPgRelay();
-    const store = await openStore(relay.url(contractDb.name), { lockTimeoutMs: 300, connectTimeoutMs: 300 });
-    try {
-      const { accountId, keyId } = await fixture(store, 100n);
-      const h: Hold = { ...newHold(accountId, keyId), amount: 40n };
-      assert.equal(await store.placeHold(h), true);
-
+    await throughRelay({ lockTimeoutMs: 300, connectTimeoutMs: 300 }, async ({ store, relay, accountId, keyId, h }) => {
       relay.freeze();
       const started = Date.now();
       await assert.rejects(store.placeHold({ ...newHold(accountId, keyId), amount: 1n }), storeUnavailable);
@@ -252,20 +255,11 @@ describe('PostgreSQL specifics', () => {
       });
       assert.deepEqual(await store.ledgerTotals(accountId), { credits: 100n, debits: 30n });
       assert.deepEqual((await store.listUsage({ accountId, limit: 10 })).data.map((r) => [r.traceId, r.cost]), [[h.id, 30n]]);
-    } finally {
-      await store.close();
-      await relay.close();
-    }
+    });
   });
 
   test('answers lost after the server did the work: the hold it placed is released, the settlement it made is not made twice', async () => {
-    const relay = await startPgRelay();
-    const store = await openStore(relay.url(contractDb.name), { lockTimeoutMs: 300, connectTimeoutMs: 300 });
-    try {
-      const { accountId, keyId } = await fixture(store, 100n);
-      const h1: Hold = { ...newHold(accountId, keyId), amount: 40n };
-      assert.equal(await store.placeHold(h1), true);
-
+    await throughRelay({ lockTimeoutMs: 300, connectTimeoutMs: 300 }, async ({ store, relay, accountId, keyId, h: h1 }) => {
       relay.deafen();
       const h2: Hold = { ...newHold(accountId, keyId), amount: 20n };
       const [settled, placed] = await Promise.allSettled([store.settle({ hold: h1, cost: 30n, usage: usageOf(h1, 30n) }), store.placeHold(h2)]);
@@ -287,10 +281,7 @@ describe('PostgreSQL specifics', () => {
       assert.deepEqual(books[0], { credits: '100', debits: '30' }, 'debited once');
       const recs = await query<{ trace_id: string; cost: string }>(contractDb.url, 'SELECT trace_id, cost::text FROM usage WHERE account_id = $1', [accountId]);
       assert.deepEqual(recs, [{ trace_id: h1.id, cost: '30' }], 'one record');
-    } finally {
-      await store.close();
-      await relay.close();
-    }
+    });
   });
 
   test('the gateway on PostgreSQL: a chat completion through the OpenAI SDK is held, charged and recorded', async () => {

@@ -25,6 +25,8 @@ import type {
   UsagePage,
   UsageQuery,
   UsageRecord,
+  UsageSummaryQuery,
+  UsageSummaryRow,
 } from '../types.js';
 import { isGatewayError } from '../../errors.js';
 import { storeUnavailable } from '../unavailable.js';
@@ -34,6 +36,7 @@ import { isFault } from './faults.js';
 import { KeptWrites } from './kept.js';
 import { PG_MIGRATIONS } from './migrations.js';
 import { toAccount, toKey, toUsage, type Row } from '../rows.js';
+import { addTotals, emptyGroup, isoDay, summaryOrder } from '../summary.js';
 import { placeHoldSql, putLeaseSql, recordUsageSql, recoverSql, releaseHoldSql, settleSql, withoutAmount, type Statement } from './sql.js';
 
 const SILENT: StoreLog = { error: () => undefined, warn: () => undefined, info: () => undefined };
@@ -502,6 +505,35 @@ export class PostgresStore implements Store {
     const more = r.rows.length > q.limit;
     const page = more ? r.rows.slice(0, q.limit) : r.rows;
     return { data: page.map(toUsage), nextCursor: more ? encodeCursor(page[page.length - 1]!['seq'] as bigint) : null };
+  }
+
+  /**
+   * Sums of the records themselves, read through the (created_at), (account_id, created_at) and
+   * (key_id, created_at) indexes. No daily totals kept by triggers as on SQLite: on PostgreSQL
+   * each settlement would then lock its (day, account, key, model) row until its batch commits,
+   * and replicas settling for the same key would queue (or deadlock) on it.
+   */
+  async summarizeUsage(q: UsageSummaryQuery): Promise<UsageSummaryRow[]> {
+    if (!(q.from < q.to)) return [];
+    const where = ['created_at >= $1', 'created_at < $2'];
+    const values: unknown[] = [q.from, q.to];
+    if (q.accountId !== undefined) (values.push(q.accountId), where.push(`account_id = $${values.length}`));
+    if (q.keyId !== undefined) (values.push(q.keyId), where.push(`key_id = $${values.length}`));
+    const group = { day: 'created_at / 86400000', model: 'model', key: 'key_id', account: 'account_id' }[q.groupBy];
+    // Sums of BIGINT are NUMERIC: read as text, so that nothing passes through a float.
+    const r = await this.run(
+      `SELECT ${group} AS g, COUNT(*) AS requests, COUNT(*) FILTER (WHERE status >= 400) AS errors, SUM(prompt_tokens)::text AS prompt_tokens,
+  SUM(completion_tokens)::text AS completion_tokens, SUM(cached_tokens)::text AS cached_tokens, SUM(cache_write_tokens)::text AS cache_write_tokens,
+  SUM(reasoning_tokens)::text AS reasoning_tokens, SUM(cost)::text AS cost
+FROM usage WHERE ${where.join(' AND ')} GROUP BY g`,
+      values,
+    );
+    const rows = r.rows.map((row) => {
+      const out = emptyGroup(q.groupBy === 'day' ? isoDay(Number(row['g'] as bigint)) : (row['g'] as string));
+      addTotals(out, row);
+      return out;
+    });
+    return rows.sort(summaryOrder(q.groupBy === 'day'));
   }
 
   async pruneUsage(before: number, limit: number): Promise<number> {

@@ -89,6 +89,9 @@ CREATE TABLE usage (
 CREATE INDEX usage_account ON usage(account_id, seq);
 CREATE INDEX usage_key ON usage(key_id, seq);
 CREATE INDEX usage_created ON usage(created_at);
+-- Summaries and today's spend of an account or a key read a time range of its records.
+CREATE INDEX usage_account_created ON usage(account_id, created_at);
+CREATE INDEX usage_key_created ON usage(key_id, created_at);
 CREATE TABLE settings (
   name TEXT PRIMARY KEY,
   value TEXT NOT NULL

@@ -5,6 +5,7 @@ import { MAX_BALANCE } from '../../billing/money.js';
 import { decodeCursor, encodeCursor, encodeLimits, encodeModels } from '../codec.js';
 import { newId } from '../ids.js';
 import { toAccount, toKey, toUsage, type Row } from '../rows.js';
+import { addTotals, DAY_MS, emptyGroup, isoDay, summaryOrder } from '../summary.js';
 import type {
   Account,
   ApiKey,
@@ -29,7 +30,6 @@ import type {
   UsageRecord,
   UsageSummaryQuery,
   UsageSummaryRow,
-  UsageTotals,
 } from '../types.js';
 import { startCheckpointer } from './checkpointer.js';
 import { classify, DatabaseFileGone, storeUnavailable } from './faults.js';
@@ -49,8 +49,6 @@ const usageParams = (u: UsageRecord): unknown[] => [
   u.ttftMs === null ? null : Math.round(u.ttftMs), u.createdAt, u.cacheWriteTokens, u.reasoningTokens, u.attempts,
 ];
 
-const DAY_MS = 86_400_000;
-
 /** The group of a summary, in `usage` and in `usage_daily` (migration 8). */
 const SUMMARY_GROUP = {
   day: { records: 'created_at / 86400000', days: 'day' },
@@ -58,26 +56,6 @@ const SUMMARY_GROUP = {
   key: { records: 'key_id', days: 'key_id' },
   account: { records: 'account_id', days: 'account_id' },
 } as const;
-
-function addTotals(into: UsageTotals, r: Row): void {
-  into.requests += num(r['requests']);
-  into.errors += num(r['errors']);
-  into.promptTokens += num(r['prompt_tokens']);
-  into.completionTokens += num(r['completion_tokens']);
-  into.cachedTokens += num(r['cached_tokens']);
-  into.cacheWriteTokens += num(r['cache_write_tokens']);
-  into.reasoningTokens += num(r['reasoning_tokens']);
-  into.cost += big(r['cost']);
-}
-
-const isoDay = (day: number): string => new Date(day * DAY_MS).toISOString().slice(0, 10);
-
-/** Days ascending; else by cost, then requests, descending, then by name. */
-function summaryOrder(byDay: boolean): (a: UsageSummaryRow, b: UsageSummaryRow) => number {
-  const byName = (a: UsageSummaryRow, b: UsageSummaryRow): number => (a.group < b.group ? -1 : a.group > b.group ? 1 : 0);
-  if (byDay) return byName;
-  return (a, b) => (a.cost !== b.cost ? (b.cost > a.cost ? 1 : -1) : b.requests - a.requests || byName(a, b));
-}
 
 const SILENT: StoreLog = { error: () => undefined, warn: () => undefined, info: () => undefined };
 
@@ -660,7 +638,7 @@ export class SqliteStore implements Store {
         const g = q.groupBy === 'day' ? isoDay(num(r['g'])) : (r['g'] as string);
         let row = groups.get(g);
         if (row === undefined) {
-          row = { group: g, requests: 0, errors: 0, promptTokens: 0, completionTokens: 0, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, cost: 0n };
+          row = emptyGroup(g);
           groups.set(g, row);
         }
         addTotals(row, r);
