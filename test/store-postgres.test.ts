@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import { configSchema } from '../src/config/schema.js';
 import { isGatewayError } from '../src/errors.js';
 import { openStore } from '../src/store/open.js';
 import { PG_MIGRATIONS } from '../src/store/postgres/migrations.js';
@@ -103,6 +104,16 @@ describe('PostgreSQL specifics', () => {
       assert.equal((await query(db.url, 'SELECT version FROM schema_migrations')).length, PG_MIGRATIONS.length);
     } finally {
       await again.close();
+    }
+  });
+
+  test('store.pool_size and store.connect_timeout_ms: defaults 10 and 5000, positive whole numbers', () => {
+    const store = configSchema.parse({}).store;
+    assert.equal(store.pool_size, 10);
+    assert.equal(store.connect_timeout_ms, 5000);
+    assert.equal(configSchema.parse({ store: { pool_size: 40, connect_timeout_ms: 250 } }).store.pool_size, 40);
+    for (const bad of [{ pool_size: 0 }, { pool_size: 2.5 }, { connect_timeout_ms: 0 }, { connect_timeout_ms: 'soon' }]) {
+      assert.throws(() => configSchema.parse({ store: bad }), JSON.stringify(bad));
     }
   });
 
