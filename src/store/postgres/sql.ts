@@ -204,7 +204,9 @@ victims AS (
   RETURNING h.id, h.account_id, h.key_id, h.model, h.amount, h.stream, h.created_at
 ),
 per_account AS (SELECT account_id, SUM(amount)::bigint AS amount FROM victims GROUP BY account_id),
-unheld AS (UPDATE accounts a SET held = a.held - v.amount FROM per_account v WHERE a.id = v.account_id RETURNING a.id),
+-- Locked in id order, as batches lock them: a recovery and a batch never wait for each other in a circle.
+locked AS (SELECT id FROM accounts WHERE id IN (SELECT account_id FROM per_account) ORDER BY id FOR NO KEY UPDATE),
+unheld AS (UPDATE accounts a SET held = a.held - v.amount FROM per_account v, locked l WHERE a.id = v.account_id AND l.id = a.id RETURNING a.id),
 recorded AS (INSERT INTO usage (${USAGE_COLUMN_LIST}) SELECT ${USAGE_COLUMNS.map((c) => interrupted[c]).join(', ')} FROM victims)
 SELECT COUNT(*)::integer AS released FROM victims`,
     values: p.values,
