@@ -1,8 +1,11 @@
 import pg from 'pg';
 import { MAX_BALANCE } from '../../billing/money.js';
+import { isGatewayError } from '../../errors.js';
 import { decodeCursor, encodeCursor, encodeLimits, encodeModels } from '../codec.js';
 import { newId } from '../ids.js';
+import { toAccount, toKey, toUsage, type Row } from '../rows.js';
 import { HOST } from '../sqlite/owner.js';
+import { addTotals, emptyGroup, isoDay, summaryOrder } from '../summary.js';
 import type {
   Account,
   ApiKey,
@@ -28,15 +31,12 @@ import type {
   UsageSummaryQuery,
   UsageSummaryRow,
 } from '../types.js';
-import { isGatewayError } from '../../errors.js';
 import { storeUnavailable } from '../unavailable.js';
 import { Batcher, type BatchOp } from './batch.js';
 import { ChangeFeed, CHANGES_CHANNEL } from './changes.js';
 import { isFault } from './faults.js';
 import { KeptWrites } from './kept.js';
 import { PG_MIGRATIONS } from './migrations.js';
-import { toAccount, toKey, toUsage, type Row } from '../rows.js';
-import { addTotals, emptyGroup, isoDay, summaryOrder } from '../summary.js';
 import { placeHoldSql, putLeaseSql, recordUsageSql, recoverSql, releaseHoldSql, settleSql, withoutAmount, type Statement } from './sql.js';
 
 const SILENT: StoreLog = { error: () => undefined, warn: () => undefined, info: () => undefined };
@@ -61,7 +61,7 @@ const TYPES: pg.CustomTypesConfig = {
 };
 
 export interface PostgresOptions extends StoreOptions {
-  /** Connections in the pool (default 10); the LISTEN connection comes on top. */
+  /** Connections in the pool (default 10); the connections that listen and that carry batches come on top. */
   poolSize?: number;
   /** How long opening a connection, or waiting for a free one, may take before `store_unavailable` (default 5000). */
   connectTimeoutMs?: number;
@@ -69,9 +69,10 @@ export interface PostgresOptions extends StoreOptions {
 
 /**
  * PostgreSQL through node-postgres and a bounded pool. Every write that moves money is one
- * statement (sql.ts): no transaction stays open across a network round trip on the hot path.
- * Admin writes (accounts, keys, credits) are short transactions that also NOTIFY the other
- * replicas (changes.ts). Holds carry their owner, this instance, which keeps a lease row renewed
+ * conditional statement (sql.ts), and the holds, settlements and usage records of concurrent
+ * requests share one pipelined transaction on a connection of their own (batch.ts): one round
+ * trip and one commit for all, no transaction waiting on the gateway. Admin writes (accounts,
+ * keys, credits) are short transactions that also NOTIFY the other replicas (changes.ts). Holds carry their owner, this instance, which keeps a lease row renewed
  * every third of `leaseMs` on the database's clock; every third of a lease it also releases the
  * holds of owners that are gone. Unlike SQLite, an owner whose process has exited is only known
  * gone once its lease runs out (a replica cannot see another machine's processes).
