@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { pino } from 'pino';
+import type { DestinationStream } from 'pino';
 import { ADMIN_KEY_SETTING, resolveAdminKey } from '../auth/admin.js';
 import { GatewayError } from '../errors.js';
 import { KeyCache } from '../auth/authenticate.js';
@@ -10,6 +10,7 @@ import type { Config } from '../config/schema.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { createProviders } from '../providers/registry.js';
 import { ByteBudget } from '../providers/whole-body.js';
+import { createLogger } from './logger.js';
 import { Affinity } from '../routing/affinity.js';
 import { Catalog } from '../routing/catalog.js';
 import { Health } from '../routing/health.js';
@@ -18,6 +19,7 @@ import { openStore } from '../store/open.js';
 import type { Store } from '../store/types.js';
 import { buildApp } from '../server/app.js';
 import { billingSink, limitsSink } from '../gateway/sinks.js';
+import { logSink } from '../gateway/log-sink.js';
 import { Metrics, metricsSink } from '../metrics/metrics.js';
 import { serveMetrics } from '../server/metrics-routes.js';
 
@@ -40,8 +42,8 @@ const DEMO_CREDIT = '10';
  * writes: the demo account and a generated admin key exist only once the server listens, so a
  * start that fails (port in use) leaves none that were never shown, and the next start makes them.
  */
-export async function startGateway(config: Config, opts: { store?: Store } = {}): Promise<RunningGateway> {
-  const log = pino({ level: config.log_level, redact: ['req.headers.authorization', 'headers.authorization'] });
+export async function startGateway(config: Config, opts: { store?: Store; logStream?: DestinationStream } = {}): Promise<RunningGateway> {
+  const log = createLogger(config.log_level, opts.logStream);
   const store = opts.store ?? (await openStore(config.database, { leaseMs: config.store.lease_ms, lockTimeoutMs: config.store.lock_timeout_ms, log }));
   const providers = createProviders(config.providers, {
     limits: {
@@ -72,8 +74,8 @@ export async function startGateway(config: Config, opts: { store?: Store } = {})
     metrics: metrics.registry,
     log,
   });
-  // Each request's outcome: billing settles and records it, limits release what it took, metrics count it.
-  gateway.sinks.push(billingSink(gateway), limitsSink(gateway), metricsSink(metrics));
+  // Each request's outcome: billing settles and records it, limits release what it took, metrics count it, the log says it.
+  gateway.sinks.push(billingSink(gateway), limitsSink(gateway), metricsSink(metrics), logSink(gateway.log));
   gateway.requestStarted = () => metrics.inFlight.inc();
   if (recovered > 0) app.log.warn({ holds: recovered }, 'released holds left by a process that stopped mid-request');
   let metricsServer: { port: number; close(): Promise<void> } | null = null;

@@ -129,4 +129,11 @@ ALTER TABLE response_origins ADD COLUMN account_id TEXT;
 ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 `,
   },
+  {
+    version: 7,
+    name: 'usage: the client request id',
+    sql: `
+ALTER TABLE usage ADD COLUMN client_request_id TEXT;
+`,
+  },
 ];
