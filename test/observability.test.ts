@@ -84,6 +84,7 @@ describe('logs: request lines, upstream failures, audit, no secrets', () => {
         },
         // Retries without waiting long: the backoff of three attempts stays short.
         routing: { circuit: { failures: 1_000_000 }, max_retry_wait_ms: 50 },
+        server: { body_limit: 100_000 },
       },
       { captureLogs: true },
     );
@@ -227,7 +228,12 @@ describe('logs: request lines, upstream failures, audit, no secrets', () => {
     assert.equal(missing.status, 404);
     const badAdmin = await call('GET', '/admin/keys', { key: key.key });
     assert.equal(badAdmin.status, 401);
-    for (const r of [models, missing, badAdmin]) {
+    // Refused before the pipeline: a URL the router cannot read, a body over the limit.
+    const badUrl = await call('GET', '/v1/models/%E0%A4%A');
+    assert.equal(badUrl.status, 400, badUrl.text);
+    const tooLarge = await call('POST', '/v1/chat/completions', { key: key.key, body: { model: 'gpt', messages: [{ role: 'user', content: 'x'.repeat(200_000) }] } });
+    assert.equal(tooLarge.status, 413, tooLarge.text);
+    for (const r of [models, missing, badAdmin, badUrl, tooLarge]) {
       const id = r.headers['x-request-id']!;
       const deadline = performance.now() + 5000;
       // Written when the response has ended: it may follow the client's read by a moment.

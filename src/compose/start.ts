@@ -41,6 +41,7 @@ const DEMO_CREDIT = '10';
  * Opens the store, builds providers and routes once, listens, and then makes a first start's
  * writes: the demo account and a generated admin key exist only once the server listens, so a
  * start that fails (port in use) leaves none that were never shown, and the next start makes them.
+ * `logStream`: where the log lines go instead of stdout (tests read them back).
  */
 export async function startGateway(config: Config, opts: { store?: Store; logStream?: DestinationStream } = {}): Promise<RunningGateway> {
   const log = createLogger(config.log_level, opts.logStream);
