@@ -15,7 +15,7 @@ function req(over: Partial<ChatRequest> = {}): ChatRequest {
   return { model: 'claude', messages: [{ role: 'user', content: 'Hi' }], n: 1, stream: false, includeUsage: false, extra: {}, ...over };
 }
 function call(over: Partial<ChatRequest> = {}, maxTokens: number | null = 1000): ChatCall {
-  return { request: req(over), upstreamModel: 'claude-sonnet-4-5', maxTokens, signal: new AbortController().signal };
+  return { request: req(over), upstreamModel: 'claude-sonnet-4-5', maxTokens, signal: new AbortController().signal, trace: {} };
 }
 
 function replay(name: string): { events: StreamEvent[]; error: unknown; done: boolean } {

@@ -30,7 +30,7 @@ after(async () => {
 
 function call(over: Partial<ChatRequest> = {}, maxTokens: number | null = 2000): ChatCall {
   const request: ChatRequest = { model: 'claude', messages: [{ role: 'user', content: 'Hi' }], n: 1, stream: false, includeUsage: false, extra: {}, ...over };
-  return { request, upstreamModel: 'claude-sonnet-4-5', maxTokens, signal: new AbortController().signal };
+  return { request, upstreamModel: 'claude-sonnet-4-5', maxTokens, signal: new AbortController().signal, trace: {} };
 }
 
 async function collect(c: ChatCall): Promise<StreamEvent[]> {
@@ -324,7 +324,7 @@ test('invalid_request_error stays a client fault with Anthropic words, cleaned o
 
 test('embeddings: refused as a client fault without calling Anthropic', async () => {
   const before = up.received.length;
-  const err = await failure(provider.embeddings({ body: { input: 'x' }, upstreamModel: 'claude', signal: new AbortController().signal }));
+  const err = await failure(provider.embeddings({ body: { input: 'x' }, upstreamModel: 'claude', signal: new AbortController().signal, trace: {} }));
   assert.ok(err.isClientFault);
   assert.equal(toGatewayError(err).message, 'This model does not support embeddings');
   assert.equal(up.received.length, before);

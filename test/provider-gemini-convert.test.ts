@@ -22,7 +22,7 @@ function call(req: Partial<ChatRequest>, maxTokens: number | null = null): ChatC
     request: { model: 'g', messages: [{ role: 'user', content: 'hi' }], n: 1, stream: false, includeUsage: false, extra: {}, ...req },
     upstreamModel: 'gemini-2.5-flash',
     maxTokens,
-    signal: new AbortController().signal,
+    signal: new AbortController().signal, trace: {},
   };
 }
 

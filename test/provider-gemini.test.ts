@@ -25,7 +25,7 @@ function chatCall(req: Partial<ChatRequest>, opts: { model?: string; maxTokens?:
     request: { model: 'gem', messages: [{ role: 'user', content: 'Hello?' }], n: 1, stream: false, includeUsage: false, extra: {}, ...req },
     upstreamModel: opts.model ?? 'gemini-2.5-flash',
     maxTokens: opts.maxTokens === undefined ? 100 : opts.maxTokens,
-    signal: new AbortController().signal,
+    signal: new AbortController().signal, trace: {},
   };
 }
 
@@ -272,7 +272,7 @@ describe('gemini provider against the fake upstream', () => {
   it('a bad key is the gateway credential fault: 502, the key never in the message', async () => {
     const bad = make(fake, { api_key: 'wrong-key-xyz' });
     try {
-      for (const attempt of [() => bad.chat(chatCall({})), () => bad.chatStream(chatCall({ stream: true })), () => bad.embeddings({ body: { input: 'a' }, upstreamModel: 'gemini-embedding-001', signal: new AbortController().signal })]) {
+      for (const attempt of [() => bad.chat(chatCall({})), () => bad.chatStream(chatCall({ stream: true })), () => bad.embeddings({ body: { input: 'a' }, upstreamModel: 'gemini-embedding-001', signal: new AbortController().signal, trace: {} })]) {
         await assert.rejects(attempt(), (e: unknown) => {
           assert.ok(e instanceof UpstreamError);
           assert.equal(e.isClientFault, false);
@@ -300,13 +300,13 @@ describe('gemini provider against the fake upstream', () => {
 
   it('embeddings: one input by embedContent, several by batchEmbedContents, dimensions and base64', async () => {
     const signal = new AbortController().signal;
-    const one = await p.embeddings({ body: { model: 'emb', input: 'hello', dimensions: 3 }, upstreamModel: 'gemini-embedding-001', signal });
+    const one = await p.embeddings({ body: { model: 'emb', input: 'hello', dimensions: 3 }, upstreamModel: 'gemini-embedding-001', signal, trace: {} });
     assert.ok('body' in one);
     assert.deepEqual(one, { body: { object: 'list', data: [{ object: 'embedding', index: 0, embedding: fakeVector('hello', 3) }], model: 'gemini-embedding-001', usage: null }, usage: null });
     assert.equal(fake.last.path, '/v1beta/models/gemini-embedding-001:embedContent');
     assert.deepEqual(fake.last.body, { content: { parts: [{ text: 'hello' }] }, outputDimensionality: 3 });
 
-    const many = await p.embeddings({ body: { input: ['a', 'bb'], encoding_format: 'base64' }, upstreamModel: 'gemini-embedding-001', signal });
+    const many = await p.embeddings({ body: { input: ['a', 'bb'], encoding_format: 'base64' }, upstreamModel: 'gemini-embedding-001', signal, trace: {} });
     assert.ok('body' in many);
     assert.equal(fake.last.action, 'batchEmbedContents');
     const data = many.body['data'] as Array<{ index: number; embedding: string }>;

@@ -32,7 +32,7 @@ function request(over: Partial<ChatRequest> = {}): ChatRequest {
 }
 
 function call(req: ChatRequest, maxTokens: number | null): ChatCall {
-  return { request: req, upstreamModel: 'gpt-4o-2024-08-06', maxTokens, signal: new AbortController().signal };
+  return { request: req, upstreamModel: 'gpt-4o-2024-08-06', maxTokens, signal: new AbortController().signal, trace: {} };
 }
 
 describe('fromUsage', () => {
@@ -746,7 +746,7 @@ describe('ChunkReader: what OpenAI-compatible servers send that OpenAI does not'
 test('toChatBody: a client that sent both max_tokens and max_completion_tokens gets the cap in both', () => {
   const body = { model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 10000, max_completion_tokens: 10000 };
   const request = { model: 'm', messages: [], n: 1, stream: false, includeUsage: false, extra: {}, source: { protocol: 'openai-chat' as const, body } };
-  const out = toChatBody({ request, upstreamModel: 'up', maxTokens: 50, signal: new AbortController().signal }, false);
+  const out = toChatBody({ request, upstreamModel: 'up', maxTokens: 50, signal: new AbortController().signal, trace: {} }, false);
   assert.equal(out['max_tokens'], 50);
   assert.equal(out['max_completion_tokens'], 50);
 });

@@ -183,7 +183,9 @@ describe('routeRequest', () => {
     assert.equal(r.result, 'c/mc');
     assert.deepEqual(s.attempts, ['a/ma http_500', 'b/mb http_500', 'c/mc ok'], 'each attempt is reported once, by deployment and outcome');
     assert.equal(s.warnings.length, 2);
-    assert.deepEqual(s.warnings[0], { traceId: 'trace-1', deployment: 'a/ma', attempt: 1, failure: 'status', status: 500 });
+    // Each failure's line says what routing does next.
+    assert.deepEqual(s.warnings[0], { traceId: 'trace-1', deployment: 'a/ma', attempt: 1, failure: 'status', status: 500, next: 'failover', next_deployment: 'b/mb' });
+    assert.deepEqual(s.warnings[1], { traceId: 'trace-1', deployment: 'b/mb', attempt: 2, failure: 'status', status: 500, next: 'failover', next_deployment: 'c/mc' });
   });
 
   test('with one deployment, retries it after a backoff, `attempts` times in all', async () => {
@@ -191,6 +193,7 @@ describe('routeRequest', () => {
     const r = await run(s, fail500);
     assert.deepEqual(r.tried, ['a/ma', 'a/ma', 'a/ma', 'a/ma']);
     assert.ok(r.result instanceof GatewayError && r.result.status === 502);
+    assert.deepEqual(s.warnings.map((w) => w['next']), ['retry', 'retry', 'retry', 'give_up']);
   });
 
   test('a 400 stops at once; a 401 moves on and is never retried on the same deployment', async () => {
@@ -198,6 +201,7 @@ describe('routeRequest', () => {
     const bad = await run(s, () => new UpstreamError('status', 'bad', { status: 400, body: '{"error":{"message":"bad thing"}}' }));
     assert.deepEqual(bad.tried, ['a/ma']);
     assert.ok(bad.result instanceof GatewayError && bad.result.status === 400);
+    assert.equal(s.warnings.at(-1)!['next'], 'stop');
     const denied = await run(s, () => new UpstreamError('status', 'no', { status: 401 }));
     assert.deepEqual(denied.tried, ['a/ma', 'b/mb', 'c/mc'], 'each once: a refused credential is not retried');
     assert.ok(denied.result instanceof GatewayError && denied.result.status === 502);

@@ -15,7 +15,7 @@ test('retention.usage_days: the sweep deletes records older than that in batches
     const now = 1_800_000_000_000;
     const rec = (i: number, createdAt: number): UsageRecord => ({
       traceId: `req_${i}`, accountId: account.id, keyId: key.id, model: 'm', provider: 'p', upstreamModel: 'u', promptTokens: 1, completionTokens: 1,
-      cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, cost: 1n, status: 200, errorType: null, stream: false, latencyMs: 1, ttftMs: null, createdAt, attempts: 1,
+      cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, cost: 1n, status: 200, errorType: null, stream: false, latencyMs: 1, ttftMs: null, createdAt, attempts: 1, clientRequestId: null,
     });
     // 2,500 records older than 30 days (more than two batches), 10 within them.
     for (let i = 0; i < 2500; i++) await store.recordUsage(rec(i, now - 31 * DAY - i));

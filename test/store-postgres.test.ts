@@ -413,6 +413,6 @@ function usageOf(h: Hold, cost: bigint) {
   return {
     traceId: h.id, accountId: h.accountId, keyId: h.keyId, model: h.model, provider: 'demo', upstreamModel: 'demo-upstream',
     promptTokens: 1, completionTokens: 1, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, cost, status: 200,
-    errorType: null, stream: false, latencyMs: 1, ttftMs: null, createdAt: Date.now(), attempts: 1,
+    errorType: null, stream: false, latencyMs: 1, ttftMs: null, createdAt: Date.now(), attempts: 1, clientRequestId: null,
   };
 }

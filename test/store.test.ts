@@ -97,7 +97,7 @@ describe('SQLite specifics', () => {
       await store.recordUsage({
         traceId: 't4', accountId: 'acct_old', keyId: 'key_b', model: 'm', provider: null, upstreamModel: null, promptTokens: 1, completionTokens: 1,
         cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, cost: 4n, status: 200, errorType: null, stream: false, latencyMs: 1, ttftMs: null,
-        createdAt: day + 3000, attempts: 1,
+        createdAt: day + 3000, attempts: 1, clientRequestId: null,
       });
       const byKey = await store.summarizeUsage({ groupBy: 'key', from: day, to: day + 2 * 86_400_000, accountId: 'acct_old' });
       assert.deepEqual(byKey.map((r) => [r.group, r.requests, r.cost]), [['key_b', 2, 304n], ['key_a', 2, 300n]]);

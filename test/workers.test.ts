@@ -119,6 +119,12 @@ describe('serve --workers 3 (SQLite file, no Redis)', () => {
     assert.ok(ok + poor <= 12, `rpm 12 across three workers: ${ok} served and ${poor} refused for balance got past it`);
     assert.equal(ok + poor, 12, 'exactly the limit is admitted');
     assert.ok(poor > 0, 'the balance ran out for some');
+    // Every worker served some: each request's log line names the process that wrote it.
+    const served = await until('a request line per request', () => {
+      const mine = lines.filter((l) => l['msg'] === 'request' && l['key'] === limited['prefix']);
+      return mine.length === 36 ? mine : undefined;
+    });
+    assert.equal(new Set(served.map((l) => l['pid'])).size, 3, 'the three workers shared the requests');
 
     // The books, read from the database the workers share.
     const store = await openStore(database);

@@ -48,6 +48,7 @@ export function presentKey(k: ApiKey, secret?: string): Record<string, unknown> 
 export function presentUsage(u: UsageRecord): Record<string, unknown> {
   return {
     trace_id: u.traceId,
+    client_request_id: u.clientRequestId,
     account_id: u.accountId,
     key_id: u.keyId,
     model: u.model,

@@ -4,9 +4,11 @@ import { badRequest, GatewayError } from '../errors.js';
 import { parseBoundedJson } from '../gateway/json-shape.js';
 import { sumTotals } from './present.js';
 import type { Account, ApiKey, KeyPatch, Limits, Store, UsageGroupBy, UsagePage, UsageSummaryRow, UsageTotals } from '../store/types.js';
+import { accountCreated, accountCredited, accountUpdated, keyCreated, keyRevoked, keyUpdated, type Audit } from './audit.js';
 
 // The operations of the admin API, with their input checks, shared by the HTTP routes and the
-// CLI so that both accept and refuse exactly the same things. Inputs are untrusted JSON.
+// CLI so that both accept and refuse exactly the same things. Inputs are untrusted JSON. Each
+// change, once made, is told to `audit` (audit.ts), whichever of the two made it.
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -77,13 +79,15 @@ function parseName(v: unknown, required: boolean): string | null {
   return v;
 }
 
-export async function createAccount(store: Store, input: unknown): Promise<Account> {
+export async function createAccount(store: Store, input: unknown, audit: Audit): Promise<Account> {
   const b = body(input);
   onlyKeys(b, ['name', 'credit', 'limits']);
   const name = parseName(b['name'], true)!;
   const credit = b['credit'] === undefined || b['credit'] === null ? 0n : parseAmount(b['credit'], 'credit', true);
   const limits = b['limits'] === undefined ? null : parseLimits(b['limits']);
-  return store.createAccount({ name, credit, limits });
+  const a = await store.createAccount({ name, credit, limits });
+  accountCreated(audit, a);
+  return a;
 }
 
 export async function getAccount(store: Store, id: string): Promise<Account> {
@@ -92,7 +96,7 @@ export async function getAccount(store: Store, id: string): Promise<Account> {
   return a;
 }
 
-export async function updateAccount(store: Store, id: string, input: unknown): Promise<Account> {
+export async function updateAccount(store: Store, id: string, input: unknown, audit: Audit): Promise<Account> {
   const b = body(input);
   onlyKeys(b, ['name', 'limits']);
   const patch: { name?: string; limits?: Limits | null } = {};
@@ -100,10 +104,11 @@ export async function updateAccount(store: Store, id: string, input: unknown): P
   if (b['limits'] !== undefined) patch.limits = parseLimits(b['limits']);
   const a = await store.updateAccount(id, patch);
   if (a === null) throw new GatewayError('not_found', { message: `No account with id "${id.slice(0, 100)}"` });
+  accountUpdated(audit, a, patch);
   return a;
 }
 
-export async function creditAccount(store: Store, id: string, input: unknown, idempotencyKey: string | undefined): Promise<Account> {
+export async function creditAccount(store: Store, id: string, input: unknown, idempotencyKey: string | undefined, audit: Audit): Promise<Account> {
   const b = body(input);
   onlyKeys(b, ['amount', 'note']);
   if (b['amount'] === undefined) throw badRequest("Missing required parameter: 'amount'", 'amount');
@@ -124,11 +129,12 @@ export async function creditAccount(store: Store, id: string, input: unknown, id
         'amount',
       );
     default:
+      accountCredited(audit, r.account, amount, idempotencyKey ?? null, r.kind === 'replayed');
       return r.account;
   }
 }
 
-export async function createKey(store: Store, input: unknown): Promise<{ key: ApiKey; secret: string }> {
+export async function createKey(store: Store, input: unknown, audit: Audit): Promise<{ key: ApiKey; secret: string }> {
   const b = body(input);
   onlyKeys(b, ['account_id', 'name', 'models', 'limits', 'expires_at']);
   const accountId = b['account_id'];
@@ -144,10 +150,11 @@ export async function createKey(store: Store, input: unknown): Promise<{ key: Ap
     limits: b['limits'] === undefined ? null : parseLimits(b['limits']),
     expiresAt: b['expires_at'] === undefined ? null : parseExpiry(b['expires_at']),
   });
+  keyCreated(audit, key);
   return { key, secret };
 }
 
-export async function updateKey(store: Store, id: string, input: unknown): Promise<ApiKey> {
+export async function updateKey(store: Store, id: string, input: unknown, audit: Audit): Promise<ApiKey> {
   const b = body(input);
   onlyKeys(b, ['frozen', 'models', 'limits', 'expires_at', 'name']);
   const patch: KeyPatch = {};
@@ -161,11 +168,14 @@ export async function updateKey(store: Store, id: string, input: unknown): Promi
   if (b['name'] !== undefined) patch.name = parseName(b['name'], false);
   const key = await store.updateKey(id, patch);
   if (key === null) throw new GatewayError('not_found', { message: `No key with id "${id.slice(0, 100)}"` });
+  keyUpdated(audit, key, patch);
   return key;
 }
 
-export async function revokeKey(store: Store, id: string): Promise<void> {
+export async function revokeKey(store: Store, id: string, audit: Audit): Promise<void> {
   if (!(await store.revokeKey(id))) throw new GatewayError('not_found', { message: `No key with id "${id.slice(0, 100)}"` });
+  // The revoked key, for its prefix and account in the line.
+  keyRevoked(audit, id, await store.getKey(id).catch(() => null));
 }
 
 /** One query parameter as one string: absent or empty is undefined; repeated (`?a=1&a=2`) is a 400. */

@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { pino } from 'pino';
+import { auditLog, type Audit } from '../admin/audit.js';
 import { presentAccount, presentKey, presentUsage, presentUsageSummary } from '../admin/present.js';
 import * as admin from '../admin/service.js';
 import type { Store } from '../store/types.js';
@@ -10,6 +12,15 @@ import { usageSummaryTable } from './table.js';
 // changes on its next request (see auth/authenticate.ts).
 
 type Out = Record<string, unknown>;
+
+let cliAudit: Audit | null = null;
+/**
+ * The CLI's changes are audited like the API's, as JSON lines on stderr (stdout stays the
+ * command's output); written synchronously, so that a command that exits has said what it did.
+ */
+function audit(): Audit {
+  return (cliAudit ??= auditLog(pino({ level: 'info' }, pino.destination({ dest: 2, sync: true })), { via: 'cli' }));
+}
 
 function withStore(program: Command, run: (store: Store, ...args: never[]) => Promise<Out | Out[] | string>) {
   return async (...args: unknown[]): Promise<void> => {
@@ -62,7 +73,7 @@ export function registerAdminCommands(program: Command): void {
     .requiredOption('--name <name>', 'account name')
     .option('--credit <usd>', 'initial credit in USD', '0')
     .option('--json', 'print JSON')
-    .action(withStore(program, async (store, o: { name: string; credit: string }) => presentAccount(await admin.createAccount(store, { name: o.name, credit: o.credit }))));
+    .action(withStore(program, async (store, o: { name: string; credit: string }) => presentAccount(await admin.createAccount(store, { name: o.name, credit: o.credit }, audit()))));
   accounts
     .command('show <id>')
     .option('--json', 'print JSON')
@@ -81,7 +92,7 @@ export function registerAdminCommands(program: Command): void {
         const limits = limitsFrom(o);
         if (o.limits === false) patch['limits'] = null;
         else if (limits !== undefined) patch['limits'] = limits;
-        return presentAccount(await admin.updateAccount(store, id, patch));
+        return presentAccount(await admin.updateAccount(store, id, patch, audit()));
       }),
     );
   accounts
@@ -92,7 +103,7 @@ export function registerAdminCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(
       withStore(program, async (store, id: string, o: { amount: string; note?: string; idempotencyKey?: string }) =>
-        presentAccount(await admin.creditAccount(store, id, { amount: o.amount, ...(o.note ? { note: o.note } : {}) }, o.idempotencyKey)),
+        presentAccount(await admin.creditAccount(store, id, { amount: o.amount, ...(o.note ? { note: o.note } : {}) }, o.idempotencyKey, audit())),
       ),
     );
 
@@ -114,7 +125,7 @@ export function registerAdminCommands(program: Command): void {
           ...(o.models ? { models: o.models.split(',').map((m) => m.trim()).filter((m) => m !== '') } : {}),
           ...(limits !== undefined ? { limits } : {}),
           ...(o.expiresAt ? { expires_at: o.expiresAt } : {}),
-        });
+        }, audit());
         return presentKey(key, secret);
       }),
     );
@@ -127,12 +138,12 @@ export function registerAdminCommands(program: Command): void {
     keys
       .command(`${name} <id>`)
       .option('--json', 'print JSON')
-      .action(withStore(program, async (store, id: string) => presentKey(await admin.updateKey(store, id, { frozen }))));
+      .action(withStore(program, async (store, id: string) => presentKey(await admin.updateKey(store, id, { frozen }, audit()))));
   }
   keys
     .command('revoke <id>')
     .option('--json', 'print JSON')
-    .action(withStore(program, async (store, id: string) => (await admin.revokeKey(store, id), `revoked ${id}`)));
+    .action(withStore(program, async (store, id: string) => (await admin.revokeKey(store, id, audit()), `revoked ${id}`)));
 
   program
     .command('usage')

@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { pino } from 'pino';
+import type { DestinationStream } from 'pino';
 import { ADMIN_KEY_SETTING, resolveAdminKey } from '../auth/admin.js';
 import { GatewayError } from '../errors.js';
 import { KeyCache } from '../auth/authenticate.js';
@@ -10,6 +10,7 @@ import type { Config } from '../config/schema.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { createProviders } from '../providers/registry.js';
 import { ByteBudget } from '../providers/whole-body.js';
+import { createLogger } from './logger.js';
 import { Affinity } from '../routing/affinity.js';
 import { Catalog } from '../routing/catalog.js';
 import { Health } from '../routing/health.js';
@@ -20,6 +21,7 @@ import type { Store } from '../store/types.js';
 import type { Limiter } from '../limits/types.js';
 import { buildApp } from '../server/app.js';
 import { billingSink, limitsSink } from '../gateway/sinks.js';
+import { logSink } from '../gateway/log-sink.js';
 import { Metrics, metricsSink } from '../metrics/metrics.js';
 import { serveMetrics } from '../server/metrics-routes.js';
 
@@ -41,6 +43,7 @@ const DEMO_CREDIT = '10';
  * Opens the store, builds providers and routes once, listens, and then makes a first start's
  * writes: the demo account and a generated admin key exist only once the server listens, so a
  * start that fails (port in use) leaves none that were never shown, and the next start makes them.
+ * `logStream`: where the log lines go instead of stdout (tests read them back).
  */
 export interface StartOptions {
   store?: Store;
@@ -48,10 +51,12 @@ export interface StartOptions {
   limiter?: Limiter;
   /** A worker of `serve --workers`: /metrics shows what the primary gathers from every worker, and `metrics.port` is the primary's. */
   clusterScrape?: () => Promise<string>;
+  /** Where the log lines go instead of stdout (tests read them back). */
+  logStream?: DestinationStream;
 }
 
 export async function startGateway(config: Config, opts: StartOptions = {}): Promise<RunningGateway> {
-  const log = pino({ level: config.log_level, redact: ['req.headers.authorization', 'headers.authorization'] });
+  const log = createLogger(config.log_level, opts.logStream);
   const store = opts.store ?? (await openStore(config.database, {
       leaseMs: config.store.lease_ms,
       lockTimeoutMs: config.store.lock_timeout_ms,
@@ -99,8 +104,8 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     metrics: scrape,
     log,
   });
-  // Each request's outcome: billing settles and records it, limits release what it took, metrics count it.
-  gateway.sinks.push(billingSink(gateway), limitsSink(gateway), metricsSink(metrics));
+  // Each request's outcome: billing settles and records it, limits release what it took, metrics count it, the log says it.
+  gateway.sinks.push(billingSink(gateway), limitsSink(gateway), metricsSink(metrics), logSink(gateway.log));
   if (recovered > 0) app.log.warn({ holds: recovered }, 'released holds left by a process that stopped mid-request');
   let metricsServer: { port: number; close(): Promise<void> } | null = null;
   const stopRetention = config.retention.usage_days === undefined ? null : startRetention(store, config.retention.usage_days, log);

@@ -4,10 +4,16 @@ import type { Subject } from '../limits/types.js';
 import type { ModelRoute } from '../routing/catalog.js';
 import type { ApiKey, Hold } from '../store/types.js';
 import type { Estimate, RequestHeaders } from './endpoint.js';
+import type { TraceParent } from './trace.js';
 
 /** One client request as the HTTP layer hands it to the pipeline. */
 export interface Exchange {
+  /** The gateway's own id for the request (`req_<hex>`), never the client's. */
   traceId: string;
+  /** The client's well-formed `x-client-request-id`, else null (trace.ts). */
+  clientRequestId: string | null;
+  /** An incoming well-formed W3C `traceparent` to continue upstream, else null (trace.ts). */
+  traceParent: TraceParent | null;
   /** performance.now() when the request arrived. */
   started: number;
   requestHeaders: RequestHeaders;

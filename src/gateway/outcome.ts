@@ -8,6 +8,8 @@ import type { RequestContext } from './context.js';
 /** How one request ended, computed once and handed to every outcome sink. */
 export interface Outcome {
   traceId: string;
+  /** The client's own id for the request (`x-client-request-id`), when well-formed. */
+  clientRequestId: string | null;
   key: ApiKey;
   /** The model the client named, as it named it. */
   model: string;
@@ -58,6 +60,7 @@ export function finish<P>(sinks: readonly OutcomeSink[], ctx: RequestContext<P>,
   ctx.finished = true;
   const o: Outcome = {
     traceId: ctx.ex.traceId,
+    clientRequestId: ctx.ex.clientRequestId,
     key: ctx.key,
     model: ctx.model,
     modelId: ctx.route?.id ?? null,

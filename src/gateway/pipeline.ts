@@ -11,11 +11,13 @@ import type { Usage } from '../types/chat.js';
 import { newContext, type Exchange, type RequestContext } from './context.js';
 import type { Endpoint } from './endpoint.js';
 import type { Gateway } from './gateway.js';
+import { refusedLine } from './log-sink.js';
 import { finish } from './outcome.js';
 import { refusedHeaders } from './rate-headers.js';
 import { relay, type StreamOutcome } from './relay.js';
 import { admit, hold } from './reserve.js';
 import { resolveModel } from './resolve-model.js';
+import { upstreamTrace } from './trace.js';
 
 /** What the HTTP layer sends: a body, or frames to write one by one as the client takes them. */
 export type Reply =
@@ -36,7 +38,10 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
     ctx = newContext(ex, await authenticate(gw.keys, ep.credential(ex.requestHeaders)), ep.name);
     gw.signals.requestStarted();
   } catch (e) {
-    return errorReply(gw, ep, ex, e);
+    // No key, so no outcome and no sink: the request line is written here (SPEC §8).
+    const err = judged(gw, ex, e);
+    gw.log.info(refusedLine(ex, ep.name, err.status, err.type, performance.now() - ex.started), 'request');
+    return render(ep, ex, err);
   }
   let p: P;
   try {
@@ -58,14 +63,16 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
   }
 
   try {
+    // Built once: every attempt (retries, failover) carries the same ids.
+    const t = upstreamTrace(ex.traceId, ex.clientRequestId, ex.traceParent);
     if (!ctx.stream) {
-      const r = await route(gw, ep, ctx, (d, signal) => ep.call(p, d, ctx.maxTokens, signal));
+      const r = await route(gw, ep, ctx, (d, signal) => ep.call(p, d, ctx.maxTokens, signal, t));
       const b = charge(gw, ctx, r.usage, () => r.delivered());
       // The answer leaves once its settlement is durable: a client that got it has been billed.
       await finish(gw.sinks, ctx, 200, null, b.usage, b.cost);
       return { status: 200, headers: { ...rate(ep, ex), 'content-type': JSON_TYPE, ...trace(ep, ex), ...routed(ctx) }, body: r.encode(ctx.model, b), release: r.release };
     }
-    const upstream = await route(gw, ep, ctx, (d, signal) => ep.open(p, d, ctx.maxTokens, signal));
+    const upstream = await route(gw, ep, ctx, (d, signal) => ep.open(p, d, ctx.maxTokens, signal, t));
     const frames = relay(upstream, ep.encoder(p, ctx.model), {
       traceId: ex.traceId,
       signal: ex.signal,
@@ -158,8 +165,17 @@ function failure(e: unknown): [number, string, null, bigint] {
 }
 
 function errorReply<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange, e: unknown, extra: Record<string, string> | null = null): Reply {
+  return render(ep, ex, judged(gw, ex, e), extra);
+}
+
+/** What the client is told: a failure that is not a GatewayError is logged and becomes `internal`. */
+function judged(gw: Gateway, ex: Exchange, e: unknown): GatewayError {
   if (!isGatewayError(e)) gw.log.error({ err: e, traceId: ex.traceId }, 'request failed');
-  const r = ep.renderError(ex.judge(isGatewayError(e) ? e : new GatewayError('internal')), ex.traceId);
+  return ex.judge(isGatewayError(e) ? e : new GatewayError('internal'));
+}
+
+function render<P>(ep: Endpoint<P>, ex: Exchange, err: GatewayError, extra: Record<string, string> | null = null): Reply {
+  const r = ep.renderError(err, ex.traceId);
   return { status: r.status, headers: { ...rate(ep, ex), ...r.headers, ...extra }, body: r.body };
 }
 

@@ -60,5 +60,6 @@ function usageRecord(o: Outcome): UsageRecord {
     ttftMs: o.ttftMs,
     createdAt: o.at,
     attempts: o.attempts,
+    clientRequestId: o.clientRequestId,
   };
 }

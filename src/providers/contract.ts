@@ -8,6 +8,13 @@ import type { UpstreamLimits } from './whole-body.js';
 // wire format with pure functions (to-provider.ts, from-provider.ts). Retries, failover, metering
 // and billing wrap providers (src/routing, src/billing); they never live inside one.
 
+/**
+ * Headers that tie an upstream request to the client's (SPEC §8): `x-request-id` (the gateway's
+ * trace id), `traceparent`, and the client's `x-client-request-id` when it sent one. Built once
+ * per client request (gateway/trace.ts); the transport adds them to every upstream request.
+ */
+export type UpstreamTrace = Readonly<Record<string, string>>;
+
 export interface ChatCall {
   request: ChatRequest;
   /** The deployment's model name at the provider. */
@@ -19,6 +26,7 @@ export interface ChatCall {
   maxTokens: number | null;
   /** Aborted when the client goes away: the provider stops its upstream request at once. */
   signal: AbortSignal;
+  trace: UpstreamTrace;
 }
 
 /**
@@ -35,6 +43,7 @@ export interface EmbeddingsCall {
   body: JsonObject;
   upstreamModel: string;
   signal: AbortSignal;
+  trace: UpstreamTrace;
 }
 
 /** An OpenAI embeddings answer, parsed (a provider that converts) or as the upstream's bytes (one that relays). */
@@ -70,6 +79,7 @@ export interface StoredResponseCall {
   /** The client's query string (`include[]=…`) without its `?`, or ''. */
   query: string;
   signal: AbortSignal;
+  trace: UpstreamTrace;
 }
 
 /** The upstream's 2xx answer: its status and JSON object as they came. */

@@ -138,14 +138,17 @@ export async function routeRequest<T>(r: Routing, route: ModelRoute, call: Route
         if (counts(e)) c.h.circuit.failed(r.health.now(), policy.circuit, probe);
         else c.h.circuit.released(probe);
         r.signals.upstreamAttempt(c.d.id, e.failure === 'status' ? `http_${e.status}` : e.failure);
-        r.log.warn({ traceId: call.traceId, deployment: c.d.id, attempt: made, failure: e.failure, status: e.status }, 'upstream attempt failed');
-        if (v === 'stop') throw toGatewayError(e, c.d.provider.secrets);
+        if (v === 'stop') {
+          logFailed(r, call.traceId, c, made, e, { next: 'stop' });
+          throw toGatewayError(e, c.d.provider.secrets);
+        }
         if (e.isSaturated) busy = e;
         else failed = { d: c.d, err: e };
-        if (spent) break;
         const wait = v === 'retry' ? retryAfterMs(e.headers) : null;
         if (v === 'elsewhere' || (wait !== null && wait > policy.maxRetryWaitMs)) c.dropped = true;
         else if (wait !== null) c.readyAt = performance.now() + wait;
+        logFailed(r, call.traceId, c, made, e, spent || made >= policy.attempts ? { next: 'give_up' } : nextStep(cands, c));
+        if (spent) break;
       }
     }
   } finally {
@@ -155,6 +158,28 @@ export async function routeRequest<T>(r: Routing, route: ModelRoute, call: Route
   if (busy !== null) throw toGatewayError(busy);
   if (made === 0) throw allOpen(cands, r.health.now());
   throw new GatewayError('upstream_failed');
+}
+
+/**
+ * What routing plans after a failed attempt, as its log line says: `retry` the same deployment,
+ * `failover` to another (named), `give_up` (attempts, budget or deployments used up: the client
+ * gets the failure), or `stop` (the request's own fault, or an answer too large to send twice).
+ * The plan ignores circuits, which the next attempt asks: its own line shows where it went.
+ */
+type NextStep = { next: 'retry' | 'give_up' | 'stop' } | { next: 'failover'; next_deployment: string };
+
+function nextStep(cands: Candidate[], failed: Candidate): NextStep {
+  let least = Infinity;
+  for (const c of cands) if (!c.dropped && c.tries < least) least = c.tries;
+  // choose()'s order: the first of the least tried.
+  const to = cands.find((c) => !c.dropped && c.tries === least);
+  if (to === undefined) return { next: 'give_up' };
+  return to === failed ? { next: 'retry' } : { next: 'failover', next_deployment: to.d.id };
+}
+
+/** The line of a failed attempt: where, which attempt, how it failed, what comes next. Never the credential, nor the upstream's words. */
+function logFailed(r: Routing, traceId: string, c: Candidate, attempt: number, e: UpstreamError, step: NextStep): void {
+  r.log.warn({ traceId, deployment: c.d.id, attempt, failure: e.failure, status: e.status, ...step }, 'upstream attempt failed');
 }
 
 /** Every deployment's circuit is open: busy, come back when the first may be probed. */

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -7,9 +8,11 @@ import { AuthFailures, type JudgeAuthFailure } from '../auth/failures.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import { registerCors } from './cors.js';
 import type { Gateway } from '../gateway/gateway.js';
+import { clientRequestId } from '../gateway/trace.js';
 import { registerAdminRoutes } from './admin-routes.js';
 import { registerHealthRoutes, type Lifecycle } from './health-routes.js';
 import { registerMetricsRoute, type Scrape } from './metrics-routes.js';
+import { accessLine, registerRequestLog } from './request-log.js';
 import { renderError } from '../protocols/openai-chat/render-error.js';
 import { rendererFor } from './error-shape.js';
 import { registerV1Routes } from './v1-routes.js';
@@ -56,9 +59,14 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
   const app = Fastify({
     loggerInstance: opts.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
-    clientErrorHandler: answerMalformed,
-    // URLs the router cannot read (bad percent-encoding, an over-long path parameter) would otherwise get fastify's own body.
-    frameworkErrors: (err, req, reply) => sendError(req, reply, toGatewayError(err, req)),
+    clientErrorHandler: (err, socket) => answerMalformed(err, socket, opts.log),
+    // URLs the router cannot read (bad percent-encoding, an over-long path parameter) would
+    // otherwise get fastify's own body. No route, so no onResponse hook: their line is written here.
+    frameworkErrors: (err, req, reply) => {
+      const e = toGatewayError(err, req);
+      opts.log.info(accessLine(req.id, req.method, req.url, req.ip, e.status, 0), 'request');
+      sendError(req, reply, e);
+    },
     bodyLimit: opts.bodyLimit,
     // Node's request timeout covers the headers and the body, and only while they arrive; its
     // sweep runs every connectionsCheckingInterval (30 s by default: too coarse for the bound).
@@ -87,8 +95,12 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
 
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
+    // On the raw response, so that routes that write it themselves (the pipeline's) echo it too.
+    const clientId = clientRequestId(req.headers);
+    if (clientId !== null) reply.raw.setHeader('x-client-request-id', clientId);
     done();
   });
+  registerRequestLog(app, opts.log);
 
   // Shutdown has begun (SPEC §8): a request that still arrives on a connection opened before gets
   // 503 and the connection closes after it; the probes keep answering. Here rather than in
@@ -121,7 +133,9 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
   // connection after it, the client not having sent the body.
   app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
     if (Number(req.headers['content-length']) > opts.bodyLimit) {
-      const r = rendererFor(req.url ?? '/', req.headers)(new GatewayError('payload_too_large'), traceId());
+      const id = traceId();
+      const r = rendererFor(req.url ?? '/', req.headers)(new GatewayError('payload_too_large'), id);
+      opts.log.info(accessLine(id, req.method ?? '', req.url ?? '/', req.socket.remoteAddress ?? '', r.status, 0), 'request');
       res.writeHead(r.status, { ...r.headers, 'content-length': String(Buffer.byteLength(r.body)) }).end(r.body);
       return;
     }
@@ -131,14 +145,14 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
 
   registerCors(app, opts.corsOrigins);
   registerV1Routes(app, gateway, { maxConcurrent: opts.maxConcurrentRequests, judge });
-  registerAdminRoutes(app, gateway.store, opts.adminHash, gateway.routing.health);
+  registerAdminRoutes(app, gateway.store, opts.adminHash, gateway.routing.health, opts.log);
   registerHealthRoutes(app, gateway, opts.lifecycle);
   registerMetricsRoute(app, opts.metrics, opts.adminHash);
   return { app, gateway };
 }
 
 /** Requests node's HTTP parser rejects never reach a route; they still get our error shape. */
-function answerMalformed(err: NodeJS.ErrnoException, socket: Duplex): void {
+function answerMalformed(err: NodeJS.ErrnoException, socket: Duplex, log: Logger): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
   if (draining.has(socket)) {
     socket.destroy();
@@ -151,8 +165,10 @@ function answerMalformed(err: NodeJS.ErrnoException, socket: Duplex): void {
         ? new GatewayError('headers_too_large')
         : new GatewayError('invalid_request', { message: 'The request is not valid HTTP' });
   // No request was read, so no path to choose the shape by: SPEC §3's.
-  const r = renderError(e, traceId());
+  const id = traceId();
+  const r = renderError(e, id);
   if (socket.writable) {
+    log.info(accessLine(id, '', '', (socket as Socket).remoteAddress ?? '', r.status, 0), 'request');
     const head = Object.entries({ ...r.headers, 'content-length': String(Buffer.byteLength(r.body)), connection: 'close' })
       .map(([k, v]) => `${k}: ${v}`)
       .join('\r\n');

@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 
 /** What a browser script may read of our responses beyond the CORS-safelisted headers. */
 const EXPOSED = [
-  'x-request-id', 'request-id', 'retry-after', 'retry-after-ms',
+  'x-request-id', 'request-id', 'x-client-request-id', 'retry-after', 'retry-after-ms',
   'x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests',
   'x-ratelimit-limit-tokens', 'x-ratelimit-remaining-tokens', 'x-ratelimit-reset-tokens',
 ].join(', ');

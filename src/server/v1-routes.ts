@@ -9,6 +9,7 @@ import { recentKeyUsage } from '../admin/service.js';
 import { formatUsd } from '../billing/money.js';
 import { GatewayError } from '../errors.js';
 import type { Exchange } from '../gateway/context.js';
+import { clientRequestId, traceParent, upstreamTrace } from '../gateway/trace.js';
 import type { Endpoint } from '../gateway/endpoint.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { handle } from '../gateway/pipeline.js';
@@ -20,6 +21,7 @@ import { writeBody, writeFrames } from './write-reply.js';
 import { resolveModel } from '../gateway/resolve-model.js';
 import type { JudgeAuthFailure } from '../auth/failures.js';
 import { methodNotAllowed } from './method-not-allowed.js';
+import { handledByPipeline } from './request-log.js';
 import { rendererFor } from './error-shape.js';
 import { anthropicMessages } from '../protocols/anthropic-messages/endpoint.js';
 import { countTokens } from '../protocols/anthropic-messages/count-tokens.js';
@@ -54,6 +56,7 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
    */
   const serve = <P>(ep: Endpoint<P>) => async (req: FastifyRequest, reply: FastifyReply) => {
     reply.hijack();
+    handledByPipeline(req.raw);
     const res = reply.raw;
     const ac = new AbortController();
     res.once('close', () => {
@@ -61,6 +64,8 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
     });
     const ex: Exchange = {
       traceId: req.id,
+      clientRequestId: clientRequestId(req.headers),
+      traceParent: traceParent(req.headers),
       started: performance.now(),
       requestHeaders: req.headers,
       rawBody: typeof req.body === 'string' ? req.body : undefined,
@@ -146,7 +151,8 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
       if (!reply.raw.writableFinished) ac.abort();
     });
     const q = req.url.indexOf('?');
-    const r = await storedResponse(gw.catalog, gw.store, { method, id: req.params.id, query: q < 0 ? '' : req.url.slice(q + 1), key, signal: ac.signal });
+    const trace = upstreamTrace(req.id, clientRequestId(req.headers), traceParent(req.headers));
+    const r = await storedResponse(gw.catalog, gw.store, { method, id: req.params.id, query: q < 0 ? '' : req.url.slice(q + 1), key, signal: ac.signal, trace });
     return reply.code(r.status).send(r.body);
   };
   app.get('/v1/responses/:id', stored('GET'));

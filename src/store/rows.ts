@@ -61,5 +61,6 @@ export function toUsage(r: Row): UsageRecord {
     ttftMs: numOrNull(r['ttft_ms']),
     createdAt: num(r['created_at']),
     attempts: num(r['attempts']),
+    clientRequestId: textOrNull(r['client_request_id']),
   };
 }

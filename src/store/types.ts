@@ -87,6 +87,8 @@ export interface UsageRecord {
   createdAt: number;
   /** Upstream requests this client request made (retries and failover); 0 when it never reached routing. */
   attempts: number;
+  /** The client's own id for the request (`x-client-request-id`, SPEC §8) when it sent a well-formed one. */
+  clientRequestId: string | null;
 }
 
 export interface Hold {

@@ -36,6 +36,8 @@ export interface TestGateway {
   admin(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<HttpResult>;
   /** A new account (credit in USD, default "100") and a key for it. */
   createKey(opts?: { credit?: string; models?: string[]; limits?: Record<string, unknown>; expires_at?: string; accountId?: string }): Promise<TestKey>;
+  /** Every line the gateway logged, as written (JSON), when started with `captureLogs`; else empty. */
+  logs: string[];
   /** The real OpenAI SDK pointed at the gateway; retries off unless asked for. */
   client(key: string, opts?: { maxRetries?: number; timeout?: number }): OpenAI;
   close(): Promise<void>;
@@ -44,12 +46,14 @@ export interface TestGateway {
 /**
  * Starts the real gateway in this process on a random port with a SQLite database in a fresh
  * temporary directory. `config` is merged over a base with the demo provider, a priced `demo`
- * model, the test admin key and silent logs.
+ * model, the test admin key and silent logs; with `captureLogs`, every line down to `trace` is kept
+ * in `logs` instead.
  */
-export async function startTestGateway(config: RawConfig = {}): Promise<TestGateway> {
+export async function startTestGateway(config: RawConfig = {}, opts: { captureLogs?: boolean } = {}): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'token360-test-'));
+  const logs: string[] = [];
   const raw: RawConfig = {
-    log_level: 'silent',
+    log_level: opts.captureLogs === true ? 'trace' : 'silent',
     admin_key: ADMIN_KEY,
     database: `sqlite:${join(dir, 'test.db')}`,
     // Tests that fail an upstream on purpose, one after another, must not open its circuit for the
@@ -63,7 +67,8 @@ export async function startTestGateway(config: RawConfig = {}): Promise<TestGate
       ...(config.models ?? {}),
     },
   };
-  const running = await startGateway(configSchema.parse(raw));
+  const logStream = opts.captureLogs === true ? { write: (line: string) => void logs.push(line) } : undefined;
+  const running = await startGateway(configSchema.parse(raw), logStream === undefined ? {} : { logStream });
   const url = running.url;
 
   const http: TestGateway['http'] = async (method, path, opts = {}) => {
@@ -117,6 +122,7 @@ export async function startTestGateway(config: RawConfig = {}): Promise<TestGate
     http,
     admin,
     createKey,
+    logs,
     client,
     async close() {
       await running.close();

@@ -64,6 +64,7 @@ function usage(h: { id: string; accountId: string; keyId: string }, over: Partia
     ttftMs: null,
     createdAt: Date.now(),
     attempts: 2,
+    clientRequestId: 'client-req_1.a',
     ...over,
   };
 }

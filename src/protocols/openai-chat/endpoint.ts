@@ -40,11 +40,11 @@ export const openAIChat: Endpoint<ChatInput> = {
   stream: (p) => p.params.stream,
   session: (p, h) => openAISession(p.body, h),
   estimate: (p) => ({ promptTokens: estimatePromptTokens(p.body), maxOutput: p.params.maxTokens, choices: p.params.n }),
-  async call(p, d, maxTokens, signal) {
-    const r = await d.provider.chat({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal });
+  async call(p, d, maxTokens, signal, trace) {
+    const r = await d.provider.chat({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal, trace });
     return result(r);
   },
-  open: (p, d, maxTokens, signal) => d.provider.chatStream({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal }),
+  open: (p, d, maxTokens, signal, trace) => d.provider.chatStream({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal, trace }),
   encoder: (p, model) => new ChatStreamEncoder(model, p.params.includeUsage),
   renderError,
 };

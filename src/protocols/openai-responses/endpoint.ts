@@ -88,17 +88,17 @@ export function openAIResponses(origins: ResponseOrigins): Endpoint<ResponsesInp
       return { ...route, tiers };
     },
 
-    async call(p, d, maxTokens, signal) {
+    async call(p, d, maxTokens, signal, trace) {
       check(p, d);
-      const r = await d.provider.chat({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal });
+      const r = await d.provider.chat({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal, trace });
       const native = r.native?.protocol === PROTOCOL ? r.native.body : null;
       if (native !== null && p.params.store) await remember(native['id'], d, p.accountId);
       return result(r, native, p.body);
     },
 
-    async open(p, d, maxTokens, signal) {
+    async open(p, d, maxTokens, signal, trace) {
       check(p, d);
-      const stream = await d.provider.chatStream({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal });
+      const stream = await d.provider.chatStream({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal, trace });
       return p.params.store && isNative(d) ? remembering(stream, (id) => remember(id, d, p.accountId)) : stream;
     },
 

@@ -1,6 +1,6 @@
 import { mayUse } from '../../auth/authorize.js';
 import { badRequest, GatewayError } from '../../errors.js';
-import type { Provider } from '../../providers/contract.js';
+import type { Provider, UpstreamTrace } from '../../providers/contract.js';
 import { cleanMessage } from '../../providers/clean-message.js';
 import { toGatewayError, upstreamMessage, UpstreamError } from '../../providers/upstream-error.js';
 import type { Catalog } from '../../routing/catalog.js';
@@ -18,6 +18,7 @@ export interface StoredResponseRequest {
   query: string;
   key: ApiKey;
   signal: AbortSignal;
+  trace: UpstreamTrace;
 }
 
 /**
@@ -61,7 +62,7 @@ export async function storedResponse(
   if (at === null) throw notFound(r.id);
   let answer: { status: number; body: JsonObject };
   try {
-    answer = await at.provider.storedResponse!({ method: r.method, id: r.id, query: r.query, signal: r.signal });
+    answer = await at.provider.storedResponse!({ method: r.method, id: r.id, query: r.query, signal: r.signal, trace: r.trace });
   } catch (e) {
     if (!(e instanceof UpstreamError)) throw e;
     throw upstreamFailure(e, r.id, at.provider.secrets);

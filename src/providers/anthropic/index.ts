@@ -40,7 +40,7 @@ export class AnthropicProvider implements Provider {
       return r;
     };
     try {
-      return await this.http.json(PATH, body, call.signal, take, pass?.headers);
+      return await this.http.json(PATH, body, call, take, pass?.headers);
     } catch (e) {
       throw reclassify(e);
     }
@@ -51,7 +51,7 @@ export class AnthropicProvider implements Provider {
     const body = pass?.body ?? (toMessagesBody(call, true) as unknown as Record<string, unknown>);
     let events: AsyncGenerator<string, void, undefined>;
     try {
-      events = await this.http.stream(PATH, body, call.signal, pass?.headers);
+      events = await this.http.stream(PATH, body, call, pass?.headers);
     } catch (e) {
       throw reclassify(e);
     }

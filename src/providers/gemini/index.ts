@@ -33,7 +33,7 @@ export class GeminiProvider implements Provider {
 
   async chat(call: ChatCall): Promise<ChatResponse> {
     try {
-      const res = await this.http.json(this.path(call.upstreamModel, 'generateContent'), { ...toGeminiRequest(call) }, call.signal, (h) => parseHeld(h, 'a body'));
+      const res = await this.http.json(this.path(call.upstreamModel, 'generateContent'), { ...toGeminiRequest(call) }, call, (h) => parseHeld(h, 'a body'));
       return fromResponse(res as GeminiResponse);
     } catch (e) {
       throw e instanceof UpstreamError ? mapError(e) : e;
@@ -43,7 +43,7 @@ export class GeminiProvider implements Provider {
   async chatStream(call: ChatCall): Promise<ChatStream> {
     let events: AsyncGenerator<string, void, undefined>;
     try {
-      events = await this.http.stream(this.path(call.upstreamModel, 'streamGenerateContent?alt=sse'), { ...toGeminiRequest(call) }, call.signal);
+      events = await this.http.stream(this.path(call.upstreamModel, 'streamGenerateContent?alt=sse'), { ...toGeminiRequest(call) }, call);
     } catch (e) {
       throw e instanceof UpstreamError ? mapError(e) : e;
     }
@@ -72,7 +72,7 @@ export class GeminiProvider implements Provider {
     const model = modelId(call.upstreamModel);
     const plan = toEmbedRequest(call.body, `models/${model}`);
     try {
-      const res = await this.http.json(this.path(model, plan.method), plan.body, call.signal, (h) => parseHeld(h, 'an embeddings body'));
+      const res = await this.http.json(this.path(model, plan.method), plan.body, call, (h) => parseHeld(h, 'an embeddings body'));
       return { body: fromEmbedResponse(res, plan, call.upstreamModel), usage: null };
     } catch (e) {
       throw e instanceof UpstreamError ? mapError(e) : e;

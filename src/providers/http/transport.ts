@@ -1,10 +1,17 @@
 import { Pool, errors as undiciErrors } from 'undici';
+import type { UpstreamTrace } from '../contract.js';
 import { SseDecoder } from '../sse.js';
 import type { JsonObject } from '../types.js';
 import { UpstreamError } from '../upstream-error.js';
 import { readWhole, type HeldBody, type UpstreamLimits } from '../whole-body.js';
 
 type ResponseData = Awaited<ReturnType<Pool['request']>>;
+
+/** Of the client request an upstream request serves: its abort signal, and the trace headers every upstream request carries (SPEC §8). */
+export interface RequestScope {
+  signal: AbortSignal;
+  trace: UpstreamTrace;
+}
 
 /** What every HTTP provider's config has (SPEC §1): where, with which credential, and its timeouts. */
 export interface TransportConfig {
@@ -68,8 +75,8 @@ export class UpstreamHttp {
 
   /** A non-streamed call, cut after `timeout_ms` for the whole response or when the client goes away. */
   /** `extra`: headers of this request alone (a client's protocol headers passed through), over the defaults. */
-  async json<T>(path: string, body: JsonObject, clientSignal: AbortSignal, take: (held: HeldBody) => T, extra?: Record<string, string>): Promise<T> {
-    return this.whole('POST', path, body, clientSignal, take, extra);
+  async json<T>(path: string, body: JsonObject, scope: RequestScope, take: (held: HeldBody) => T, extra?: Record<string, string>): Promise<T> {
+    return this.whole('POST', path, body, scope, take, extra);
   }
 
   /**
@@ -77,18 +84,19 @@ export class UpstreamHttp {
    * Response), under the same timeout, size caps and failure classification as json().
    * `take` also gets the status, which is a 2xx.
    */
-  read<T>(method: 'GET' | 'DELETE', path: string, clientSignal: AbortSignal, take: (held: HeldBody, status: number) => T): Promise<T> {
-    return this.whole(method, path, undefined, clientSignal, take);
+  read<T>(method: 'GET' | 'DELETE', path: string, scope: RequestScope, take: (held: HeldBody, status: number) => T): Promise<T> {
+    return this.whole(method, path, undefined, scope, take);
   }
 
   private async whole<T>(
     method: 'POST' | 'GET' | 'DELETE',
     path: string,
     body: JsonObject | undefined,
-    clientSignal: AbortSignal,
+    scope: RequestScope,
     take: (held: HeldBody, status: number) => T,
     extra?: Record<string, string>,
   ): Promise<T> {
+    const clientSignal = scope.signal;
     // Its own controller: a timeout is not the client leaving (failover goes on after a timeout).
     // One controller and one timer cost less per request than AbortSignal.any with AbortSignal.timeout.
     const ac = new AbortController();
@@ -101,7 +109,7 @@ export class UpstreamHttp {
     }, this.cfg.timeout_ms);
     try {
       if (clientSignal.aborted) ac.abort();
-      const res = await this.send(method, path, body, ac.signal, this.cfg.timeout_ms, this.cfg.timeout_ms, extra);
+      const res = await this.send(method, path, body, ac.signal, this.cfg.timeout_ms, this.cfg.timeout_ms, scope.trace, extra);
       return take(await readWhole(res, this.limits), res.statusCode);
     } catch (e) {
       throw classify(e, timedOut);
@@ -116,12 +124,12 @@ export class UpstreamHttp {
    * non-2xx, a body that is not an event stream, the stream timers, or an event over the cap.
    * The caller decides what ends a stream whole; returning early closes the upstream response.
    */
-  async stream(path: string, body: JsonObject, clientSignal: AbortSignal, extra?: Record<string, string>): Promise<AsyncGenerator<string, void, undefined>> {
-    const watch = new StreamWatch(clientSignal, this.cfg.first_byte_timeout_ms, this.cfg.idle_timeout_ms);
+  async stream(path: string, body: JsonObject, scope: RequestScope, extra?: Record<string, string>): Promise<AsyncGenerator<string, void, undefined>> {
+    const watch = new StreamWatch(scope.signal, this.cfg.first_byte_timeout_ms, this.cfg.idle_timeout_ms);
     let res: ResponseData;
     try {
       // No undici body timeout: the watch times events and lines, not bytes.
-      res = await this.send('POST', path, body, watch.signal, this.cfg.first_byte_timeout_ms, 0, extra);
+      res = await this.send('POST', path, body, watch.signal, this.cfg.first_byte_timeout_ms, 0, scope.trace, extra);
     } catch (e) {
       watch.stop();
       throw classify(e, watch.timedOut);
@@ -142,13 +150,15 @@ export class UpstreamHttp {
     signal: AbortSignal,
     headersTimeout: number,
     bodyTimeout: number,
+    trace: UpstreamTrace,
     extra?: Record<string, string>,
   ): Promise<ResponseData> {
     const headers = body === undefined ? this.bodilessHeaders : this.headers;
     const res = await this.pool.request({
       method,
       path: this.target(path),
-      headers: extra === undefined ? headers : { ...headers, ...extra },
+      // The trace last: neither the config's headers nor a client's passed-through ones replace it.
+      headers: extra === undefined ? { ...headers, ...trace } : { ...headers, ...extra, ...trace },
       body: body === undefined ? null : JSON.stringify(body),
       signal,
       headersTimeout,

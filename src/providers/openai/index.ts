@@ -36,25 +36,25 @@ export class OpenAIProvider implements Provider {
 
   chat(call: ChatCall): Promise<ChatResponse> {
     const native = this.responsesBody(call);
-    if (native !== null) return this.http.json('/responses', toResponsesBody(call, native, false), call.signal, parseResponse);
-    return this.http.json('/chat/completions', toChatBody(call, false), call.signal, parseWhole);
+    if (native !== null) return this.http.json('/responses', toResponsesBody(call, native, false), call, parseResponse);
+    return this.http.json('/chat/completions', toChatBody(call, false), call, parseWhole);
   }
 
   embeddings(call: EmbeddingsCall): Promise<RawResult> {
-    return this.http.json('/embeddings', { ...call.body, model: call.upstreamModel }, call.signal, rawWhole);
+    return this.http.json('/embeddings', { ...call.body, model: call.upstreamModel }, call, rawWhole);
   }
 
   async chatStream(call: ChatCall): Promise<ChatStream> {
     const native = this.responsesBody(call);
-    if (native !== null) return openStream(responsesEvents(await this.http.stream('/responses', toResponsesBody(call, native, true), call.signal)));
-    return openStream(events(await this.http.stream('/chat/completions', toChatBody(call, true), call.signal)));
+    if (native !== null) return openStream(responsesEvents(await this.http.stream('/responses', toResponsesBody(call, native, true), call)));
+    return openStream(events(await this.http.stream('/chat/completions', toChatBody(call, true), call)));
   }
 
   /** Only a deployment that made Responses natively has any to read or delete (SPEC §6). */
   storedResponse(call: StoredResponseCall): Promise<StoredResponseAnswer> {
     if (!this.nativeProtocols.includes('openai-responses')) return Promise.reject(new UpstreamError('status', 'not a native Responses deployment', { status: 404 }));
     const path = `/responses/${encodeURIComponent(call.id)}${call.query === '' ? '' : `?${call.query}`}`;
-    return this.http.read(call.method, path, call.signal, (held, status) => ({ status, body: parseHeld(held) }));
+    return this.http.read(call.method, path, call, (held, status) => ({ status, body: parseHeld(held) }));
   }
 
   async close(): Promise<void> {

@@ -3,8 +3,8 @@
 // transaction under an advisory lock, so replicas that start together apply each exactly once;
 // each is recorded in schema_migrations. Never edit a released migration: add the next one.
 //
-// Version 1 is the schema SQLite reached in its versions 1–6; the numbers of the two lists are
-// independent.
+// Version 1 is the schema SQLite reached in its versions 1–7 (usage summaries are summed from
+// the records, so SQLite's 8 has no counterpart); the numbers of the two lists are independent.
 
 export const PG_MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
   {
@@ -84,6 +84,7 @@ CREATE TABLE usage (
   attempts INTEGER NOT NULL DEFAULT 0,
   latency_ms BIGINT NOT NULL,
   ttft_ms BIGINT,
+  client_request_id TEXT,
   created_at BIGINT NOT NULL
 );
 CREATE INDEX usage_account ON usage(account_id, seq);

@@ -37,6 +37,7 @@ export interface Statement {
 const USAGE_COLUMNS = [
   'trace_id', 'account_id', 'key_id', 'model', 'provider', 'upstream_model', 'prompt_tokens', 'completion_tokens', 'cached_tokens',
   'cache_write_tokens', 'reasoning_tokens', 'cost', 'status', 'error_type', 'stream', 'attempts', 'latency_ms', 'ttft_ms', 'created_at',
+  'client_request_id',
 ] as const;
 type UsageColumn = (typeof USAGE_COLUMNS)[number];
 
@@ -64,6 +65,7 @@ function usageValues(p: Params, u: UsageRecord, cost?: string): string[] {
     latency_ms: p.big(u.latencyMs),
     ttft_ms: p.big(u.ttftMs),
     created_at: p.big(u.createdAt),
+    client_request_id: p.text(u.clientRequestId),
   };
   return USAGE_COLUMNS.map((c) => v[c]);
 }
@@ -194,6 +196,7 @@ export function recoverSql(owner: string, now: number): Statement {
     prompt_tokens: '0', completion_tokens: '0', cached_tokens: '0', cache_write_tokens: '0', reasoning_tokens: '0', cost: '0',
     status: '500', error_type: `'interrupted'`, stream: 'stream', attempts: '0', latency_ms: `GREATEST(${at} - created_at, 0)`, ttft_ms: 'NULL',
     created_at: at,
+    client_request_id: 'NULL',
   };
   return {
     name: 'token360-recover',

@@ -39,14 +39,13 @@ import { journalFile, journalsOf, readJournal, removeQuietly, SettlementJournal 
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { HOST, ownerGone, type LeaseRow } from './owner.js';
 
-
 const num = (v: unknown): number => Number(v as bigint);
 const big = (v: unknown): bigint => (typeof v === 'bigint' ? v : BigInt(v as number));
 
 const usageParams = (u: UsageRecord): unknown[] => [
   u.traceId, u.accountId, u.keyId, u.model, u.provider, u.upstreamModel, u.promptTokens, u.completionTokens,
   u.cachedTokens, u.cost, u.status, u.errorType, u.stream ? 1 : 0, Math.round(u.latencyMs),
-  u.ttftMs === null ? null : Math.round(u.ttftMs), u.createdAt, u.cacheWriteTokens, u.reasoningTokens, u.attempts,
+  u.ttftMs === null ? null : Math.round(u.ttftMs), u.createdAt, u.cacheWriteTokens, u.reasoningTokens, u.attempts, u.clientRequestId,
 ];
 
 /** The group of a summary, in `usage` and in `usage_daily` (migration 8). */
@@ -250,11 +249,11 @@ export class SqliteStore implements Store {
       deleteLease: db.prepare('DELETE FROM leases WHERE owner = ?'),
       applySettle: db.prepare('UPDATE accounts SET held = held - ?, balance = balance - ? WHERE id = ?'),
       insertUsage: db.prepare(
-        'INSERT INTO usage (trace_id, account_id, key_id, model, provider, upstream_model, prompt_tokens, completion_tokens, cached_tokens, cost, status, error_type, stream, latency_ms, ttft_ms, created_at, cache_write_tokens, reasoning_tokens, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO usage (trace_id, account_id, key_id, model, provider, upstream_model, prompt_tokens, completion_tokens, cached_tokens, cost, status, error_type, stream, latency_ms, ttft_ms, created_at, cache_write_tokens, reasoning_tokens, attempts, client_request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       // The interrupted record of a request whose hold was released while it still ran; created after the hold was placed.
       replaceInterrupted: db.prepare(
-        "UPDATE usage SET trace_id = ?, account_id = ?, key_id = ?, model = ?, provider = ?, upstream_model = ?, prompt_tokens = ?, completion_tokens = ?, cached_tokens = ?, cost = ?, status = ?, error_type = ?, stream = ?, latency_ms = ?, ttft_ms = ?, created_at = ?, cache_write_tokens = ?, reasoning_tokens = ?, attempts = ? WHERE created_at >= ? AND trace_id = ? AND error_type = 'interrupted'",
+        "UPDATE usage SET trace_id = ?, account_id = ?, key_id = ?, model = ?, provider = ?, upstream_model = ?, prompt_tokens = ?, completion_tokens = ?, cached_tokens = ?, cost = ?, status = ?, error_type = ?, stream = ?, latency_ms = ?, ttft_ms = ?, created_at = ?, cache_write_tokens = ?, reasoning_tokens = ?, attempts = ?, client_request_id = ? WHERE created_at >= ? AND trace_id = ? AND error_type = 'interrupted'",
       ),
       getSetting: db.prepare('SELECT value FROM settings WHERE name = ?').pluck(),
       setSetting: db.prepare('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value'),
@@ -600,7 +599,7 @@ export class SqliteStore implements Store {
         traceId: id, accountId: h['account_id'] as string, keyId: h['key_id'] as string, model: h['model'] as string,
         provider: null, upstreamModel: null, promptTokens: 0, completionTokens: 0, cachedTokens: 0, cacheWriteTokens: 0, reasoningTokens: 0, cost: 0n,
         status: 500, errorType: 'interrupted', stream: num(h['stream']) === 1, latencyMs: now - num(h['created_at']),
-        ttftMs: null, createdAt: now, attempts: 0,
+        ttftMs: null, createdAt: now, attempts: 0, clientRequestId: null,
       }),
     );
     return 1;

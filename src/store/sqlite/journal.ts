@@ -125,8 +125,10 @@ export function readJournal(file: string): JournalLine[] {
   for (const line of text.split('\n')) {
     if (line === '') continue;
     try {
-      const v = JSON.parse(line) as { h: string; a: string; c: string; u: Omit<UsageRecord, 'attempts'> & { cost: string; attempts?: number } };
-      out.push({ hold: { id: v.h, accountId: v.a }, cost: BigInt(v.c), usage: { ...v.u, cost: BigInt(v.u.cost), attempts: v.u.attempts ?? 0 } });
+      const v = JSON.parse(line) as { h: string; a: string; c: string; u: Omit<UsageRecord, 'attempts' | 'clientRequestId'> & { cost: string; attempts?: number; clientRequestId?: string | null } };
+      // Lines written before a field existed lack it.
+      const usage = { ...v.u, cost: BigInt(v.u.cost), attempts: v.u.attempts ?? 0, clientRequestId: v.u.clientRequestId ?? null };
+      out.push({ hold: { id: v.h, accountId: v.a }, cost: BigInt(v.c), usage });
     } catch {
       // A torn last line: that settlement was never durable, and its response never ended.
     }

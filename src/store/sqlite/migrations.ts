@@ -144,6 +144,13 @@ ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 `,
   },
   {
+    version: 7,
+    name: 'usage: the client request id',
+    sql: `
+ALTER TABLE usage ADD COLUMN client_request_id TEXT;
+`,
+  },
+  {
     version: 8,
     name: 'usage: daily totals per account, key and model',
     // Summaries (GET /admin/usage/summary, /v1/me) and today's spend read usage_daily, kept by
