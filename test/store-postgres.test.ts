@@ -301,7 +301,9 @@ describe('PostgreSQL specifics', () => {
     try {
       assert.equal(gw.running.gateway.store.kind, 'postgres');
       const key = await gw.createKey({ credit: '1' });
-      const res = await gw.client(key.key).chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'hello there' }], max_tokens: 20 });
+      const res = await gw
+        .client(key.key)
+        .chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'hello there' }], max_tokens: 20 }, { headers: { 'x-client-request-id': 'pg-e2e.1' } });
       assert.ok(res.usage !== undefined && res.usage.total_tokens > 0);
       await backgroundDone(gw);
       const acct = await gw.admin('GET', `/accounts/${key.accountId}`);
@@ -311,12 +313,19 @@ describe('PostgreSQL specifics', () => {
       assert.equal(usage.json.data.length, 1);
       const rec = usage.json.data[0];
       assert.equal(rec.status, 200);
+      assert.equal(rec.client_request_id, 'pg-e2e.1');
       assert.equal(rec.prompt_tokens, res.usage!.prompt_tokens);
       assert.equal(rec.completion_tokens, res.usage!.completion_tokens);
       // demo is priced 1 USD per million input tokens and 2 per million output: the balance went down by exactly the record's cost.
       const cost = BigInt(rec.prompt_tokens) * 1000n + BigInt(rec.completion_tokens) * 2000n;
       assert.equal(rec.cost, usd(cost));
       assert.equal(acct.json.balance, usd(1_000_000_000n - cost));
+      const summary = await gw.admin('GET', `/usage/summary?group_by=model&account_id=${key.accountId}`);
+      assert.equal(summary.status, 200);
+      assert.deepEqual(
+        summary.json.data.map((r: { group: string; requests: number; cost: string }) => [r.group, r.requests, r.cost]),
+        [['demo', 1, usd(cost)]],
+      );
     } finally {
       await gw.close();
     }
