@@ -7,7 +7,8 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 
 /** Credential headers, as clients and providers send them. */
 const CREDENTIAL_HEADERS = ['authorization', '"x-api-key"', '"x-goog-api-key"', '"api-key"', '"proxy-authorization"', 'cookie'];
-const REDACT = CREDENTIAL_HEADERS.flatMap((h) => [`req.headers.${h}`, `headers.${h}`, `*.headers.${h}`]);
+// Fixed paths only: a wildcard makes the redaction walk every line's objects, on the request path.
+const REDACT = CREDENTIAL_HEADERS.flatMap((h) => [`req.headers.${h}`, `headers.${h}`]);
 
 /** A request: its method and path, never its headers or its query (a query may carry a key). */
 function req(r: { method?: string; url?: string }): object {
@@ -30,8 +31,20 @@ function err(e: unknown): object {
   return { type: e.constructor.name, ...(typeof code === 'string' ? { code } : {}), message: e.message, stack: e.stack };
 }
 
-/** `destination`: where lines go (stdout when absent); tests give a stream to read them back. */
+/** Lines gather up to this many bytes, or for at most FLUSH_MS, before they are written. */
+const BUFFER_BYTES = 4096;
+const FLUSH_MS = 100;
+
+/**
+ * `destination`: where lines go; tests give a stream to read them back. By default stdout,
+ * buffered: lines gather and go out together, at most FLUSH_MS late, instead of a system call
+ * per request line (a fifth of the gateway's CPU per request at one request at a time). pino
+ * flushes what is left when the process exits.
+ */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = { level, redact: { paths: REDACT, censor: '[redacted]' }, serializers: { req, res, err } };
-  return destination === undefined ? pino(options) : pino(options, destination);
+  if (destination !== undefined) return pino(options, destination);
+  const out = pino.destination({ dest: 1, sync: false, minLength: BUFFER_BYTES });
+  setInterval(() => out.flush(), FLUSH_MS).unref();
+  return pino(options, out);
 }
