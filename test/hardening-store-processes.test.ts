@@ -185,7 +185,7 @@ describe('processes sharing one SQLite file: a hold belongs to the process that 
     const recs = probe.records(accountId).slice(before);
     assert.equal(recs.length, 10);
     assert.ok(recs.every((r) => r.error_type === 'interrupted' && r.status === 500n && r.cost === 0n));
-    assert.match(b.log(), /released holds of a process that stopped/);
+    await pollUntil('the line that says so', async () => /released holds of a process that stopped/.test(b.log()));
     assertBooks(probe, accountId, requests);
   });
 
@@ -251,7 +251,7 @@ describe('the database file deleted or replaced under a running gateway', () => 
       unlinkSync(db);
       linkSync(`${db}.kept`, db);
       await pollUntil('a 200', async () => (await chat()).status === 200);
-      assert.match(p.log(), /database file is back/);
+      await pollUntil('the line that says the file is back', async () => /database file is back/.test(p.log()));
       const probe = inspect(db);
       try {
         await pollUntil('a record per request', async () => probe.records(accountId).length === requests);

@@ -93,7 +93,9 @@ after(async () => {
 });
 
 describe('serve --workers 3 (SQLite file, no Redis)', () => {
-  test('three workers listen on the one port; the primary says so once', () => {
+  test('three workers listen on the one port; the primary says so once', async () => {
+    // Log lines are buffered (up to 100 ms): a worker's own line may follow the primary's.
+    await until('three workers to say they listen', () => (workerPids().length === 3 ? true : undefined));
     assert.equal(new Set(workerPids()).size, 3);
     assert.equal(lines.filter((l) => l['msg'] === 'token360 listening').length, 1);
     assert.equal(lines.find((l) => l['msg'] === 'workers listening')?.['limits'], 'primary process');
@@ -159,7 +161,7 @@ describe('serve --workers 3 (SQLite file, no Redis)', () => {
     process.kill(victim!, 'SIGKILL');
     const replacement = await until('a fourth worker', () => (workerPids().length === 4 ? workerPids()[3] : undefined));
     assert.notEqual(replacement, victim);
-    assert.ok(lines.some((l) => l['msg'] === 'a worker exited; starting another'));
+    await until('the primary to say why', () => (lines.some((l) => l['msg'] === 'a worker exited; starting another') ? true : undefined));
     const r = await request(`${url}/readyz`, { headers: { connection: 'close' } });
     assert.equal(r.statusCode, 200);
     await r.body.text();
