@@ -144,6 +144,9 @@ export class Batcher {
       await this.oneByOne(batch);
       return;
     }
+    // A connection lost while checked out is also an 'error' event on the client: without a
+    // listener it would end the process. The statements in flight reject with it anyway.
+    c.on('error', ignore);
     const begin = c.query('BEGIN');
     const results = batch.map(({ q }) => c.query(q));
     const commit = c.query('COMMIT');
@@ -154,6 +157,7 @@ export class Batcher {
     ]);
     const failure = [b, ...r, end].find((x) => !x.ok)?.error;
     const lost = failure !== undefined && isConnectionLost(failure);
+    c.off('error', ignore);
     c.release(lost ? (failure as Error) : undefined);
 
     // A COMMIT in a transaction that failed answers ROLLBACK.
@@ -189,4 +193,5 @@ export class Batcher {
 
 type Outcome = { ok: true; value: pg.QueryResult } | { ok: false; error: unknown };
 const ok = (value: pg.QueryResult): Outcome => ({ ok: true, value });
+const ignore = (): void => undefined;
 const fail = (error: unknown): Outcome => ({ ok: false, error });

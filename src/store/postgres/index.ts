@@ -180,6 +180,10 @@ export class PostgresStore implements Store {
       throw isFault(e) ? storeUnavailable(e) : e;
     }
     let broken: Error | undefined;
+    // A connection lost while checked out is also an 'error' event on the client: without a
+    // listener it would end the process. The query in flight rejects with it anyway.
+    const ignore = (): void => undefined;
+    c.on('error', ignore);
     try {
       await c.query('BEGIN');
       const r = await body(c);
@@ -190,6 +194,7 @@ export class PostgresStore implements Store {
       throw isFault(e) ? storeUnavailable(e) : e;
     } finally {
       // A connection that could not even roll back is not handed out again.
+      c.off('error', ignore);
       c.release(broken);
     }
   }
