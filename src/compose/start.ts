@@ -105,7 +105,9 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     log,
   });
   // Each request's outcome: billing settles and records it, limits release what it took, metrics count it, the log says it.
-  gateway.sinks.push(billingSink(gateway), limitsSink(gateway), metricsSink(metrics), logSink(gateway.log));
+  gateway.sinks.push(billingSink(gateway), limitsSink(gateway), metricsSink(metrics));
+  // The level is fixed for the process: below info, no request line is built only to be dropped.
+  if (log.isLevelEnabled('info')) gateway.sinks.push(logSink(gateway.log));
   if (recovered > 0) app.log.warn({ holds: recovered }, 'released holds left by a process that stopped mid-request');
   let metricsServer: { port: number; close(): Promise<void> } | null = null;
   const stopRetention = config.retention.usage_days === undefined ? null : startRetention(store, config.retention.usage_days, log);
