@@ -7,9 +7,7 @@ import type { Store } from './types.js';
 export async function openStore(url: string, opts: PostgresOptions = {}): Promise<Store> {
   if (url.startsWith('sqlite:')) {
     const path = url.slice('sqlite:'.length);
-    const store = new SqliteStore(path === ':memory:' ? ':memory:' : path, opts);
-    await store.migrate();
-    return store;
+    return SqliteStore.open(path === ':memory:' ? ':memory:' : path, opts);
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return PostgresStore.open(url, opts);
   throw new ConfigError(`database: ${url.split(':')[0]} is not supported; use sqlite:PATH or postgres://USER@HOST/DATABASE`);

@@ -89,10 +89,11 @@ export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   private readonly db: Database.Database;
   private ownChanges = 0;
-  private readonly s: ReturnType<SqliteStore['prepare']>;
+  /** Prepared by the first migrate(): statements need the tables. */
+  private s!: ReturnType<SqliteStore['prepare']>;
   private readonly group: GroupCommit;
   private readonly checkpointer: Worker | null;
-  private readonly applied: readonly Migration[];
+  private applied: readonly Migration[] = [];
   private readonly statements = new Map<string, Database.Statement>();
   private readonly creditTx: Database.Transaction<(input: CreditInput) => CreditOutcome>;
   private readonly log: StoreLog;
@@ -117,7 +118,19 @@ export class SqliteStore implements Store {
   /** Journals of gone owners replayed by the transaction in progress: removed once it commits. */
   private replayed: string[] = [];
 
-  constructor(
+  /** Opens (creating if need be) the database at `path` and applies pending migrations. */
+  static async open(path: string, opts: StoreOptions = {}): Promise<SqliteStore> {
+    const store = new SqliteStore(path, opts);
+    try {
+      await store.migrate();
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
+    return store;
+  }
+
+  private constructor(
     private readonly path: string,
     opts: StoreOptions = {},
   ) {
@@ -129,15 +142,13 @@ export class SqliteStore implements Store {
     this.db = new Database(path);
     RETAINED.push(this);
     this.db.defaultSafeIntegers(true);
-    // Start-up may wait for another process (migrations run at once in each); afterwards, never for long.
+    // Switching to WAL may wait for another process starting at the same moment.
     // Pragmas go through exec, which leaves no statement behind (see RETAINED).
     this.db.exec('PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON');
-    this.applied = this.runMigrations();
     this.db.exec('PRAGMA busy_timeout = 5');
     this.identity = file ? fileIdentity(path) : null;
     this.journal = file ? new SettlementJournal(journalFile(path, this.owner)) : null;
     if (file) restrictDatabaseFiles(path);
-    this.s = this.prepare();
     this.creditTx = this.db.transaction((input: CreditInput): CreditOutcome => {
       const acct = this.s.balanceOf.get(input.accountId) as Row | undefined;
       if (acct === undefined) return { kind: 'no_account' };
@@ -262,7 +273,15 @@ export class SqliteStore implements Store {
   }
 
   async migrate(): Promise<readonly Migration[]> {
-    // Applied in the constructor: prepared statements need the tables.
+    // Replicas starting together wait here for the one applying migrations; afterwards the
+    // event loop never waits on another process's lock for long.
+    this.db.exec('PRAGMA busy_timeout = 5000');
+    try {
+      this.applied = [...this.applied, ...this.runMigrations()];
+    } finally {
+      this.db.exec('PRAGMA busy_timeout = 5');
+    }
+    if (this.s === undefined) this.s = this.prepare();
     return this.applied;
   }
 
