@@ -175,6 +175,96 @@ describe('MessagesStreamEncoder', () => {
     assert.deepEqual(delta['usage'], { input_tokens: 50, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 9 });
   });
 
+  /** Block types in order, and each tool_use block's id → its partial_json pieces joined. */
+  const blocks = (evs: readonly JsonObject[]): { types: string[]; args: Map<string, string> } => {
+    const types: string[] = [];
+    const ids = new Map<number, string>();
+    const args = new Map<string, string>();
+    for (const e of evs) {
+      if (e['type'] === 'content_block_start') {
+        const b = e['content_block'] as JsonObject;
+        types.push(String(b['type']));
+        if (b['type'] === 'tool_use') {
+          ids.set(e['index'] as number, String(b['id']));
+          args.set(String(b['id']), '');
+        }
+      }
+      const d = e['delta'] as JsonObject | undefined;
+      if (e['type'] === 'content_block_delta' && d?.['type'] === 'input_json_delta') {
+        const id = ids.get(e['index'] as number)!;
+        args.set(id, args.get(id)! + String(d['partial_json']));
+      }
+    }
+    return { types, args };
+  };
+  const start = (index: number, id: string, name = 'f'): StreamEvent => ({ type: 'tool_call_start', choice: 0, index, id, name });
+  const args = (index: number, a: string): StreamEvent => ({ type: 'tool_call_delta', choice: 0, index, arguments: a });
+  const text = (t: string): StreamEvent => ({ type: 'text', choice: 0, text: t });
+  const finish: StreamEvent = { type: 'finish', choice: 0, reason: 'tool_calls' };
+  /** Runs `events` (ending whole, or capped), checks the grammar, and returns block types and tool inputs. */
+  const interleaved = (events: StreamEvent[], capped = false): { types: string[]; args: Map<string, string> } => {
+    const evs = parseFrames(run(new MessagesStreamEncoder('m', 1), [{ type: 'start', id: 'x', created: 1 }, ...events], (e) => (capped ? e.capped([0]) : '') + e.end(bill(usage(1, 2)))));
+    assertGrammar(evs);
+    return blocks(evs);
+  };
+
+  test('(A) text after a tool call started: the text block comes first, the call whole after it', () => {
+    const r = interleaved([text('a'), start(0, 'c0'), args(0, '{"x":'), text('b'), args(0, '1}'), finish]);
+    assert.deepEqual(r.types, ['text', 'tool_use']);
+    assert.deepEqual(JSON.parse(r.args.get('c0')!), { x: 1 });
+  });
+
+  test('(A) text only after the call started', () => {
+    const r = interleaved([start(0, 'c0'), args(0, '{"x":1}'), text('late'), finish]);
+    assert.deepEqual(r.types, ['text', 'tool_use']);
+    assert.deepEqual(JSON.parse(r.args.get('c0')!), { x: 1 });
+  });
+
+  test('(B) arguments, text, more arguments of the same call: one block with all of them', () => {
+    const r = interleaved([start(0, 'c0'), args(0, '{"a":"'), text('t'), args(0, 'b"}'), finish]);
+    assert.deepEqual(r.types, ['text', 'tool_use']);
+    assert.deepEqual(JSON.parse(r.args.get('c0')!), { a: 'b' });
+  });
+
+  test('(C) a late argument piece of call 0 after call 1 started', () => {
+    const r = interleaved([start(0, 'c0'), args(0, '{"p":'), start(1, 'c1', 'g'), args(1, '{"q":2}'), args(0, '1}'), finish]);
+    assert.deepEqual(r.types, ['tool_use', 'tool_use']);
+    assert.deepEqual(JSON.parse(r.args.get('c0')!), { p: 1 });
+    assert.deepEqual(JSON.parse(r.args.get('c1')!), { q: 2 });
+  });
+
+  test('(D) reasoning after a tool call started, then its arguments', () => {
+    const r = interleaved([start(0, 'c0'), { type: 'reasoning', choice: 0, text: 'hm' }, args(0, '{"k":[1,2]}'), finish]);
+    assert.deepEqual(r.types, ['thinking', 'tool_use']);
+    assert.deepEqual(JSON.parse(r.args.get('c0')!), { k: [1, 2] });
+  });
+
+  test('a call without arguments: input {} and no empty partial_json', () => {
+    const evs = parseFrames(run(new MessagesStreamEncoder('m', 1), [start(0, 'c0'), finish], (e) => e.end(bill(usage(1, 1)))));
+    assertGrammar(evs);
+    const startEv = evs.find((e) => e['type'] === 'content_block_start')!;
+    assert.deepEqual(startEv['content_block'], { type: 'tool_use', id: 'c0', name: 'f', input: {} });
+    assert.equal(evs.filter((e) => e['type'] === 'content_block_delta').length, 0);
+  });
+
+  test('no finish: held calls written at the end; capped: written as far as they came, stop_reason max_tokens', () => {
+    const whole = interleaved([start(0, 'c0'), args(0, '{"x":1}'), text('t')]);
+    assert.deepEqual(whole.types, ['text', 'tool_use']);
+    assert.deepEqual(JSON.parse(whole.args.get('c0')!), { x: 1 });
+    const evs = parseFrames(run(new MessagesStreamEncoder('m', 1), [text('t'), start(0, 'c0'), args(0, '{"x":')], (e) => e.capped([0]) + e.end(bill(usage(1, 3)))));
+    assertGrammar(evs);
+    assert.deepEqual(blocks(evs).types, ['text', 'tool_use']);
+    assert.equal(blocks(evs).args.get('c0'), '{"x":');
+    assert.equal((evs.find((e) => e['type'] === 'message_delta')!['delta'] as JsonObject)['stop_reason'], 'max_tokens');
+  });
+
+  test('error: held calls go out before the error event', () => {
+    const enc = new MessagesStreamEncoder('m', 1);
+    const out = run(enc, [text('t'), start(0, 'c0'), args(0, '{"x":1}')], (e) => e.error(new GatewayError('upstream_failed'), 'req_1'));
+    const evs = parseFrames(out);
+    assert.deepEqual(evs.map((e) => e['type']), ['message_start', 'content_block_start', 'content_block_delta', 'content_block_stop', 'content_block_start', 'content_block_delta', 'content_block_stop', 'error']);
+  });
+
   test('capped: the open block stopped, stop_reason max_tokens', () => {
     const text = run(new MessagesStreamEncoder('m', 1), [{ type: 'text', choice: 0, text: 'long' }], (e) => e.capped([0]) + e.end(bill(usage(1, 4))));
     const evs = parseFrames(text);

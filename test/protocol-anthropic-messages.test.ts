@@ -177,6 +177,56 @@ describe('translated: a model on an OpenAI-compatible upstream', () => {
     // (The fake ends every stream with finish_reason "stop"; the stop reason is the upstream's.)
   });
 
+  /** A streamed answer through the SDK's stream helper: every event (checked against the grammar) and the final message. */
+  const streamed = async (params: Anthropic.MessageStreamParams): Promise<{ events: Json[]; final: Anthropic.Message }> => {
+    const stream = client.messages.stream(params);
+    const events: Json[] = [];
+    stream.on('streamEvent', (ev) => events.push(structuredClone(ev) as unknown as Json));
+    const final = await stream.finalMessage();
+    assertGrammar(events);
+    return { events, final };
+  };
+  const weather: Anthropic.Tool[] = [{ name: 'weather', input_schema: { type: 'object', properties: { city: { type: 'string' } } } }];
+
+  test('text after a tool call started: the text block first, then the call with all its arguments', async () => {
+    up.setBehavior({
+      kind: 'stream',
+      deltas: [
+        { role: 'assistant', tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'weather', arguments: '{"city":' } }] },
+        { content: 'Checking the weather.' },
+        { tool_calls: [{ index: 0, function: { arguments: '"Paris"}' } }] },
+        { content: ' One moment.' },
+      ],
+    });
+    const { final } = await streamed({ model: 'gpt-x', max_tokens: 100, tools: weather, messages: [{ role: 'user', content: 'Paris?' }] });
+    assert.deepEqual(final.content, [
+      { type: 'text', text: 'Checking the weather. One moment.' },
+      { type: 'tool_use', id: 'call_1', name: 'weather', input: { city: 'Paris' } },
+    ]);
+  });
+
+  test('two calls whose argument pieces interleave: each call whole, in the order they started', async () => {
+    up.setBehavior({
+      kind: 'stream',
+      deltas: [
+        { role: 'assistant', tool_calls: [{ index: 0, id: 'call_a', type: 'function', function: { name: 'weather', arguments: '{"ci' } }] },
+        { tool_calls: [{ index: 1, id: 'call_b', type: 'function', function: { name: 'weather', arguments: '{"city":"Ro' } }] },
+        { tool_calls: [{ index: 0, function: { arguments: 'ty":"Par' } }] },
+        { tool_calls: [{ index: 1, function: { arguments: 'me"}' } }] },
+        { tool_calls: [{ index: 0, function: { arguments: 'is"}' } }] },
+      ],
+    });
+    const { events, final } = await streamed({ model: 'gpt-x', max_tokens: 100, tools: weather, messages: [{ role: 'user', content: 'Paris and Rome?' }] });
+    assert.deepEqual(final.content, [
+      { type: 'tool_use', id: 'call_a', name: 'weather', input: { city: 'Paris' } },
+      { type: 'tool_use', id: 'call_b', name: 'weather', input: { city: 'Rome' } },
+    ]);
+    for (const index of [0, 1]) {
+      const json = events.filter((e) => e['index'] === index && e['delta']?.['type'] === 'input_json_delta').map((e) => e['delta']['partial_json']).join('');
+      assert.deepEqual(JSON.parse(json), { city: index === 0 ? 'Paris' : 'Rome' });
+    }
+  });
+
   test('tool results go back as tool messages, errors marked, right after the call', async () => {
     await client.messages.create({
       model: 'gpt-x',

@@ -2,7 +2,9 @@
 // message_start first (carrying input token counts), then content blocks one after another with
 // indices 0, 1, 2… (each started, given deltas of its own kind, and stopped before the next
 // starts), then exactly one message_delta with a stop_reason and usage, then message_stop, last.
-// `ping` may come anywhere after message_start. Throws naming the first event that breaks a rule.
+// `ping` may come anywhere after message_start. Text and thinking come before tool use: once a
+// `tool_use` block started, only tool_use blocks follow (server tools, whose results the model
+// reads, may be followed by text). Throws naming the first event that breaks a rule.
 import assert from 'node:assert/strict';
 
 type Ev = Record<string, unknown>;
@@ -24,6 +26,7 @@ export function assertGrammar(events: readonly Ev[]): void {
   let next = 0;
   let open: { index: number; type: string } | null = null;
   let deltaSeen = false;
+  let toolUseSeen = false;
   for (let i = 1; i < events.length; i++) {
     const ev = events[i]!;
     switch (ev['type']) {
@@ -37,6 +40,8 @@ export function assertGrammar(events: readonly Ev[]): void {
         assert.ok(open === null, `${at(i)}: block ${String(open === null ? '' : open.index)} was not stopped before the next started`);
         assert.equal(ev['index'], next, `${at(i)}: block indices are contiguous from 0`);
         const block = ev['content_block'] as { type: string };
+        assert.ok(!(toolUseSeen && (block.type === 'text' || block.type === 'thinking' || block.type === 'redacted_thinking')), `${at(i)}: a ${block.type} block after tool use`);
+        if (block.type === 'tool_use') toolUseSeen = true;
         open = { index: next++, type: block.type };
         break;
       }

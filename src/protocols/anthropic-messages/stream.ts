@@ -15,8 +15,15 @@ import { errorBody } from './render-error.js';
 // name in `message_start`; the typed events beside them are ignored. In both cases the stream's
 // last two events wait for the end: `message_delta` shows what was billed (the relay settles
 // before the last frame), and a stream the gateway cut at the output cap still ends in grammar.
+//
+// Typed tool calls are held, not streamed: providers interleave them with text, reasoning and
+// each other (text after a call started, a late argument piece of call 0 after call 1 began),
+// while Anthropic's grammar has one block open at a time and text before tool use. Text and
+// thinking go out as they come; each call is written whole (start, its arguments, stop) when
+// the answer finishes, is cut, or breaks off.
 
-type Open = { kind: 'text' | 'thinking'; index: number } | { kind: 'tool'; index: number; tool: number };
+type Open = { kind: 'text' | 'thinking'; index: number };
+type HeldCall = { id: string; name: string; args: string };
 
 export function frame(event: string, data: JsonObject): string {
   return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
@@ -28,8 +35,8 @@ export class MessagesStreamEncoder implements StreamEncoder {
   private native = false;
   private next = 0;
   private open: Open | null = null;
-  /** Tool calls by the provider's per-choice index → their block index. */
-  private readonly tools = new Map<number, number>();
+  /** Tool calls not yet written, by the provider's per-choice index, in the order they started. */
+  private readonly calls = new Map<number, HeldCall>();
   private reason: string | null = null;
   private capped_ = false;
   /** Passthrough: blocks the upstream started and has not stopped; its held message_delta. */
@@ -69,23 +76,20 @@ export class MessagesStreamEncoder implements StreamEncoder {
           frame('content_block_stop', { type: 'content_block_stop', index })
         );
       }
-      case 'tool_call_start': {
+      case 'tool_call_start':
         if (ev.choice !== 0) return null;
-        const head = this.begin() + this.close();
-        const index = this.next++;
-        this.open = { kind: 'tool', index, tool: ev.index };
-        this.tools.set(ev.index, index);
-        return head + frame('content_block_start', { type: 'content_block_start', index, content_block: { type: 'tool_use', id: ev.id, name: ev.name, input: {} } });
-      }
+        this.calls.set(ev.index, { id: ev.id, name: ev.name, args: '' });
+        // message_start goes out now, so the client sees the answer begin while the call is held.
+        return this.begin() || null;
       case 'tool_call_delta': {
-        // Providers stream one call's arguments after another; a late piece of an earlier call keeps its block's index.
-        const index = ev.choice === 0 ? this.tools.get(ev.index) : undefined;
-        if (index === undefined || ev.arguments === '') return null;
-        return frame('content_block_delta', { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: ev.arguments } });
+        const call = ev.choice === 0 ? this.calls.get(ev.index) : undefined;
+        if (call !== undefined) call.args += ev.arguments;
+        return null;
       }
       case 'finish':
-        if (ev.choice === 0) this.reason = stopReason(ev.reason);
-        return null;
+        if (ev.choice !== 0) return null;
+        this.reason = stopReason(ev.reason);
+        return this.flushCalls() || null;
       case 'usage':
         return null;
     }
@@ -100,7 +104,7 @@ export class MessagesStreamEncoder implements StreamEncoder {
       this.nativeOpen.clear();
       return out;
     }
-    return this.close();
+    return this.flushCalls() || this.close();
   }
 
   end(b: Bill): string {
@@ -118,13 +122,15 @@ export class MessagesStreamEncoder implements StreamEncoder {
     return (
       this.begin() +
       this.close() +
+      this.flushCalls() +
       frame('message_delta', { type: 'message_delta', delta: { stop_reason: reason, stop_sequence: null }, usage }) +
       frame('message_stop', { type: 'message_stop' })
     );
   }
 
+  /** The calls held so far go out first: a cut stream is billed for what it delivered, and they were delivered by the upstream. */
   error(err: GatewayError, traceId: string): string {
-    return `event: error\ndata: ${errorBody(err, traceId)}\n\n`;
+    return (this.native ? '' : this.flushCalls()) + `event: error\ndata: ${errorBody(err, traceId)}\n\n`;
   }
 
   /** An upstream event of a passed-through request. */
@@ -188,6 +194,21 @@ export class MessagesStreamEncoder implements StreamEncoder {
     this.open = { kind, index };
     const block = kind === 'text' ? { type: 'text', text: '' } : { type: 'thinking', thinking: '', signature: '' };
     return head + frame('content_block_start', { type: 'content_block_start', index, content_block: block });
+  }
+
+  /** Writes each held call as a whole tool_use block (the open block stopped first); '' when none is held. */
+  private flushCalls(): string {
+    if (this.calls.size === 0) return '';
+    let out = this.begin() + this.close();
+    for (const call of this.calls.values()) {
+      const index = this.next++;
+      out += frame('content_block_start', { type: 'content_block_start', index, content_block: { type: 'tool_use', id: call.id, name: call.name, input: {} } });
+      // No arguments: the block's `input: {}` is the whole input (an empty partial_json would not parse).
+      if (call.args !== '') out += frame('content_block_delta', { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json: call.args } });
+      out += frame('content_block_stop', { type: 'content_block_stop', index });
+    }
+    this.calls.clear();
+    return out;
   }
 
   private close(): string {
