@@ -161,6 +161,75 @@ describe('stream encoder', () => {
     assert.equal((done['usage'] as Json)['cost'], 1e-6);
   });
 
+  /**
+   * Responses' event grammar: sequence numbers 0, 1, 2…; items added with output_index 0, 1, 2…;
+   * every event of an item between its added and its done; each done item as the terminal
+   * response's output holds it. Returns the terminal response.
+   */
+  const checked = (f: { event: string; data: Json }[]): Json => {
+    let next = 0;
+    const open = new Set<number>();
+    const done = new Map<number, Json>();
+    f.forEach((x, i) => {
+      assert.equal(x.data['sequence_number'], i);
+      const at = x.data['output_index'];
+      if (x.event === 'response.output_item.added') {
+        assert.equal(at, next++, `${i}: items are added in output_index order`);
+        open.add(at as number);
+      } else if (typeof at === 'number') {
+        assert.ok(open.has(at), `${i}: ${x.event} for item ${at}, which is not open`);
+        if (x.event === 'response.output_item.done') {
+          open.delete(at);
+          done.set(at, x.data['item'] as Json);
+        }
+      }
+    });
+    assert.equal(open.size, 0, 'every item added is done');
+    const response = f.at(-1)!.data['response'] as Json;
+    assert.deepEqual(response['output'], [...done.keys()].sort((a, b) => a - b).map((k) => done.get(k)));
+    return response;
+  };
+  const call = (response: Json, id: string): Json => (response['output'] as Json[]).find((o) => o['call_id'] === id)!;
+
+  test('a late argument piece after text and another call: every call with all its arguments, the grammar kept', () => {
+    const f = run(
+      [
+        { type: 'start', id: 'x', created: 5 },
+        { type: 'tool_call_start', choice: 0, index: 0, id: 'c0', name: 'f' },
+        { type: 'tool_call_delta', choice: 0, index: 0, arguments: '{"a":' },
+        { type: 'text', choice: 0, text: 'meanwhile' },
+        { type: 'tool_call_delta', choice: 0, index: 0, arguments: '1,' },
+        { type: 'tool_call_start', choice: 0, index: 1, id: 'c1', name: 'g' },
+        { type: 'tool_call_delta', choice: 0, index: 1, arguments: '{}' },
+        { type: 'reasoning', choice: 0, text: 'hm' },
+        { type: 'tool_call_delta', choice: 0, index: 0, arguments: '"b":2}' },
+        { type: 'finish', choice: 0, reason: 'tool_calls' },
+      ],
+      (e) => e.end(bill(3, 4)),
+    );
+    const response = checked(f);
+    assert.equal(f.at(-1)!.event, 'response.completed');
+    assert.equal(call(response, 'c0')['arguments'], '{"a":1,"b":2}');
+    assert.equal(call(response, 'c1')['arguments'], '{}');
+    assert.deepEqual((response['output'] as Json[]).map((o) => o['type']), ['message', 'reasoning', 'function_call', 'function_call']);
+    const argsDone = f.filter((x) => x.event === 'response.function_call_arguments.done').map((x) => x.data['arguments']);
+    assert.deepEqual(argsDone, ['{"a":1,"b":2}', '{}']);
+  });
+
+  test('held calls are written when the stream is cut at the cap or breaks off', () => {
+    const events: StreamEvent[] = [
+      { type: 'tool_call_start', choice: 0, index: 0, id: 'c0', name: 'f' },
+      { type: 'tool_call_delta', choice: 0, index: 0, arguments: '{"a":1}' },
+      { type: 'text', choice: 0, text: 'x' },
+    ];
+    const capped = run(events, (e) => e.capped() + e.end(bill(1, 1)));
+    assert.equal(capped.at(-1)!.event, 'response.incomplete');
+    assert.equal(call(checked(capped), 'c0')['arguments'], '{"a":1}');
+    const failed = run(events, (e) => e.error(new GatewayError('upstream_failed'), 'trace-1'));
+    assert.equal(failed.at(-1)!.event, 'response.failed');
+    assert.equal(call(checked(failed), 'c0')['arguments'], '{"a":1}');
+  });
+
   test('cut at the cap: response.incomplete for max_output_tokens; an error: response.failed carrying SPEC §3 error', () => {
     const capped = run([{ type: 'text', choice: 0, text: 'a' }], (e) => e.capped() + e.end(bill(1, 1)));
     assert.equal(capped.at(-1)!.event, 'response.incomplete');

@@ -19,11 +19,16 @@ import {
 // between, then one terminal event (`response.completed`, `response.incomplete` at a length or
 // content-filter stop or the gateway's output cap, `response.failed` after an error), every event
 // numbered by `sequence_number`. Items are closed in the order they were opened.
+//
+// Function calls are held, not streamed: providers interleave a call's argument pieces with text,
+// reasoning and other calls, and an item once done cannot take more. Each call is written whole
+// (added, its arguments, done) after the text and reasoning, when the answer finishes, is cut or
+// breaks off, so its `arguments` are all the provider sent.
 
 type Item =
   | { kind: 'reasoning'; index: number; id: string; text: string }
-  | { kind: 'message'; index: number; id: string; text: string; refusal: string | undefined; part: 'text' | 'refusal' | null }
-  | { kind: 'call'; index: number; id: string; callId: string; name: string; args: string };
+  | { kind: 'message'; index: number; id: string; text: string; refusal: string | undefined; part: 'text' | 'refusal' | null };
+type HeldCall = { callId: string; name: string; args: string };
 
 export class ResponsesStreamEncoder implements StreamEncoder {
   private seq = 0;
@@ -31,10 +36,11 @@ export class ResponsesStreamEncoder implements StreamEncoder {
   private readonly suffix = this.id.slice(5, 21);
   private created = Math.floor(Date.now() / 1000);
   private began = false;
-  /** The item text or reasoning deltas go to; tool calls stay open beside it until the end. */
+  /** The item text or reasoning deltas go to. */
   private current: Item | null = null;
   private readonly open: Item[] = [];
-  private readonly calls = new Map<number, Extract<Item, { kind: 'call' }>>();
+  /** Calls not yet written, by the provider's per-choice index, in the order they started. */
+  private readonly calls = new Map<number, HeldCall>();
   private readonly output: JsonObject[] = [];
   private reason: FinishReason | null = null;
 
@@ -79,17 +85,13 @@ export class ResponsesStreamEncoder implements StreamEncoder {
         r.text += ev.text;
         return out + this.frame('response.reasoning_summary_text.delta', { item_id: r.id, output_index: r.index, summary_index: 0, delta: ev.text });
       }
-      case 'tool_call_start': {
-        out += this.closeCurrent();
-        const c = this.add({ kind: 'call', index: 0, id: `fc_${this.suffix}${this.output.length + this.open.length}`, callId: ev.id, name: ev.name, args: '' });
-        this.calls.set(ev.index, c);
-        return out + this.frame('response.output_item.added', { output_index: c.index, item: functionCallItem(c.id, c.callId, c.name, '', 'in_progress') });
-      }
+      case 'tool_call_start':
+        this.calls.set(ev.index, { callId: ev.id, name: ev.name, args: '' });
+        return out === '' ? null : out;
       case 'tool_call_delta': {
         const c = this.calls.get(ev.index);
-        if (c === undefined || !this.open.includes(c)) return out === '' ? null : out;
-        c.args += ev.arguments;
-        return out + this.frame('response.function_call_arguments.delta', { item_id: c.id, output_index: c.index, delta: ev.arguments });
+        if (c !== undefined) c.args += ev.arguments;
+        return out === '' ? null : out;
       }
       case 'finish':
         this.reason = ev.reason;
@@ -192,17 +194,29 @@ export class ResponsesStreamEncoder implements StreamEncoder {
     return this.close(c);
   }
 
+  /** Ends every open item, then writes the held calls after them. */
   private closeAll(): string {
     let out = '';
     this.current = null;
     while (this.open.length > 0) out += this.close(this.open[0]!);
+    for (const c of this.calls.values()) {
+      const index = this.output.length;
+      const id = `fc_${this.suffix}${index}`;
+      out += this.frame('response.output_item.added', { output_index: index, item: functionCallItem(id, c.callId, c.name, '', 'in_progress') });
+      if (c.args !== '') out += this.frame('response.function_call_arguments.delta', { item_id: id, output_index: index, delta: c.args });
+      out += this.frame('response.function_call_arguments.done', { item_id: id, output_index: index, name: c.name, arguments: c.args });
+      const done = functionCallItem(id, c.callId, c.name, c.args, 'completed');
+      this.output.push(done);
+      out += this.frame('response.output_item.done', { output_index: index, item: done });
+    }
+    this.calls.clear();
     return out;
   }
 
   /** Ends an open item. Items are ended in their order, so `output` stays in `output_index` order. */
   private close(item: Item): string {
     let out = '';
-    // Anything opened before it ends first (tool calls left open while text went on).
+    // Anything opened before it ends first.
     while (this.open[0] !== item) out += this.close(this.open[0]!);
     this.open.shift();
     if (this.current === item) this.current = null;
@@ -212,12 +226,9 @@ export class ResponsesStreamEncoder implements StreamEncoder {
       out += this.frame('response.reasoning_summary_text.done', { ...at, text: item.text });
       out += this.frame('response.reasoning_summary_part.done', { ...at, part: { type: 'summary_text', text: item.text } });
       done = reasoningItem(item.id, item.text);
-    } else if (item.kind === 'message') {
+    } else {
       if (item.part !== null) out += this.closePart(item);
       done = messageItem(item.id, item.text, item.refusal, 'completed');
-    } else {
-      out += this.frame('response.function_call_arguments.done', { item_id: item.id, output_index: item.index, name: item.name, arguments: item.args });
-      done = functionCallItem(item.id, item.callId, item.name, item.args, 'completed');
     }
     this.output.push(done);
     return out + this.frame('response.output_item.done', { output_index: item.index, item: done });
