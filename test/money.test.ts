@@ -159,6 +159,37 @@ describe('money', () => {
     assert.equal(units((await gw.admin('GET', `/accounts/${accountId}`)).json.balance), units('1') - expected);
   });
 
+  // The same cut on the other client protocols, translated to the same OpenAI-compatible upstream:
+  // each ends in its own error event and is billed as the chat route bills it.
+  const routes: { path: string; body: Record<string, unknown>; headers: Record<string, string>; last: RegExp }[] = [
+    { path: '/v1/messages', body: { max_tokens: 100 }, headers: { 'anthropic-version': '2023-06-01' }, last: /event: error\ndata: \{"type":"error","error":\{"type":"api_error"/ },
+    { path: '/v1/responses', body: { input: 'hi' }, headers: {}, last: /event: response\.failed\n/ },
+  ];
+  for (const route of routes) {
+    test(`a stream cut by the upstream on ${route.path} ends in its error event and is billed for the text it delivered`, async () => {
+      up.setBehavior({ kind: 'stream', chunks: ['alpha', ' beta', ' gamma', ' delta'], breakAfter: 2, chunkDelayMs: 10, usage: null });
+      const { key, id, accountId } = await gw.createKey({ credit: '1' });
+      const messages = route.path === '/v1/messages' ? { messages: [{ role: 'user', content: 'hi' }] } : {};
+      const r = await gw.http('POST', route.path, { key, headers: route.headers, body: { model: 'cached', stream: true, ...messages, ...route.body } });
+      assert.equal(r.status, 200);
+      assert.match(r.text, /alpha/);
+      assert.doesNotMatch(r.text, /gamma/);
+      const frames = r.text.split('\n\n').filter((f) => f !== '');
+      assert.match(frames.at(-1)! + '\n', route.last, r.text);
+      await settled(gw, accountId);
+      const rows = await allUsage(gw, `key_id=${id}`);
+      assert.equal(rows.length, 1, 'one usage record');
+      const [u] = rows;
+      assert.equal(u!['status'], 502);
+      assert.equal(u!['stream'], true);
+      assert.equal(u!['completion_tokens'], 2, '"alpha beta" is two tokens');
+      assert.ok(u!['prompt_tokens'] > 0);
+      const expected = BigInt(u!['prompt_tokens']) * 1000n + 2n * 2000n; // nano-USD per token: $1/M input, $2/M output
+      assert.equal(units(u!['cost']), expected);
+      assert.equal(units((await gw.admin('GET', `/accounts/${accountId}`)).json.balance), units('1') - expected);
+    });
+  }
+
   test('a stream cut by the client is billed for what was generated before it left', async () => {
     const { key, accountId } = await gw.createKey({ credit: '1' });
     const res = await request(`${gw.url}/v1/chat/completions`, {

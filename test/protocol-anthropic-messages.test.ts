@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { parseUsd } from '../src/billing/money.js';
 import { AnthropicUpstream } from './helpers/anthropic-upstream.js';
 import { assertGrammar, parseFrames } from './helpers/anthropic-grammar.js';
-import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { backgroundDone, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { startFakeUpstream, type FakeUpstream } from './helpers/upstream.js';
 
 type Json = Record<string, any>;
@@ -618,5 +618,41 @@ describe('fuzz: documented errors only, never a 500', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  test('random count_tokens bodies: 200, 400 or 404 in Anthropic shape, never a 500, nothing billed or recorded', async () => {
+    const k = await gw.createKey();
+    const before = await balance(k.accountId);
+    // 404: a random model name; 400: everything else that is wrong with a body.
+    const counted = new Set([200, 400, 404]);
+    const anyModel = fc.oneof(fc.constantFrom('gpt-x', 'claude'), any);
+    await fc.assert(
+      fc.asyncProperty(body, anyModel, fc.boolean(), async (b, model, bearer) => {
+        const res = await gw.http('POST', '/v1/messages/count_tokens', {
+          headers: bearer ? { authorization: `Bearer ${k.key}` } : { 'x-api-key': k.key, 'anthropic-version': '2023-06-01' },
+          body: { ...b, model },
+        });
+        assert.ok(counted.has(res.status), `status ${res.status} for ${JSON.stringify({ ...b, model })}: ${res.text.slice(0, 300)}`);
+        assert.equal(res.headers['request-id'], res.headers['x-request-id']);
+        if (res.status === 200) {
+          assert.ok(Number.isInteger(res.json.input_tokens) && res.json.input_tokens > 0, res.text);
+          return;
+        }
+        assert.equal(res.json?.type, 'error', res.text);
+        assert.equal(res.json.error.type, res.status === 404 ? 'not_found_error' : 'invalid_request_error');
+        assert.equal(typeof res.json.error.message, 'string');
+        assert.equal(res.json.request_id, res.headers['x-request-id']);
+      }),
+      { numRuns: 200 },
+    );
+    // Unreadable JSON and bodies that are not objects are 400s too.
+    for (const raw of ['{"model":', '[]', '"x"', 'null', '']) {
+      const res = await gw.http('POST', '/v1/messages/count_tokens', { headers: { 'x-api-key': k.key }, body: raw });
+      assert.equal(res.status, 400, `${JSON.stringify(raw)}: ${res.status} ${res.text}`);
+      assert.equal(res.json.error.type, 'invalid_request_error');
+    }
+    await backgroundDone(gw);
+    assert.deepEqual(await usageRows(k.id), [], 'count_tokens leaves no usage record');
+    assert.equal(await balance(k.accountId), before);
   });
 });
