@@ -7,7 +7,7 @@ import type { Bill } from '../src/billing/bill.js';
 import { GatewayError } from '../src/errors.js';
 import { encodeMessage } from '../src/protocols/anthropic-messages/encode.js';
 import { effortOf, parseMessagesRequest } from '../src/protocols/anthropic-messages/parse.js';
-import { MessagesStreamEncoder } from '../src/protocols/anthropic-messages/stream.js';
+import { KEEPALIVE_MS, MessagesStreamEncoder } from '../src/protocols/anthropic-messages/stream.js';
 import { validateMessages } from '../src/protocols/anthropic-messages/validate.js';
 import type { ChatResponse, JsonObject, StreamEvent, Usage } from '../src/types/chat.js';
 import { assertGrammar, parseFrames } from './helpers/anthropic-grammar.js';
@@ -256,6 +256,30 @@ describe('MessagesStreamEncoder', () => {
     assert.deepEqual(blocks(evs).types, ['text', 'tool_use']);
     assert.equal(blocks(evs).args.get('c0'), '{"x":');
     assert.equal((evs.find((e) => e['type'] === 'message_delta')!['delta'] as JsonObject)['stop_reason'], 'max_tokens');
+  });
+
+  test('a held call streaming its arguments for long: a ping after each silence of KEEPALIVE_MS, none while frames flow', () => {
+    let now = 0;
+    const enc = new MessagesStreamEncoder('m', 1, () => now);
+    const pieces: StreamEvent[] = [start(0, 'c0'), args(0, '{"x":"'), ...Array.from({ length: 10 }, () => args(0, 'ab')), args(0, '"}'), finish];
+    let out = '';
+    for (const ev of pieces) {
+      now += KEEPALIVE_MS / 4;
+      out += enc.event(ev) ?? '';
+    }
+    const evs = parseFrames(out + enc.end(bill(usage(1, 1))));
+    assertGrammar(evs);
+    // 12 pieces a quarter of the interval apart, after message_start: a ping every fourth.
+    assert.equal(evs.filter((e) => e['type'] === 'ping').length, 3);
+    assert.deepEqual(JSON.parse(blocks(evs).args.get('c0')!), { x: 'ab'.repeat(10) });
+    now = 0;
+    const busy = new MessagesStreamEncoder('m', 1, () => now);
+    let text = '';
+    for (const ev of [start(0, 'c0'), ...Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? args(0, 'a') : { type: 'text', choice: 0, text: 't' }) as StreamEvent)]) {
+      now += KEEPALIVE_MS / 2;
+      text += busy.event(ev) ?? '';
+    }
+    assert.doesNotMatch(text, /ping/, 'text frames in between keep the stream alive');
   });
 
   test('error: held calls go out before the error event', () => {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import fc from 'fast-check';
+import { countText } from '../src/billing/estimate.js';
 import { parseUsd } from '../src/billing/money.js';
 import { AnthropicUpstream } from './helpers/anthropic-upstream.js';
 import { assertGrammar, parseFrames } from './helpers/anthropic-grammar.js';
@@ -225,6 +226,36 @@ describe('translated: a model on an OpenAI-compatible upstream', () => {
       const json = events.filter((e) => e['index'] === index && e['delta']?.['type'] === 'input_json_delta').map((e) => e['delta']['partial_json']).join('');
       assert.deepEqual(JSON.parse(json), { city: index === 0 ? 'Paris' : 'Rome' });
     }
+  });
+
+  test('a tool call cut at the output cap: written as far as it came, stop_reason max_tokens, billed for what was sent', async () => {
+    // An upstream that ignores max_tokens and streams one call's arguments on and on.
+    up.setBehavior({
+      kind: 'stream',
+      usage: null,
+      deltas: [
+        { role: 'assistant', tool_calls: [{ index: 0, id: 'call_long', type: 'function', function: { name: 'weather', arguments: '{"city":"' } }] },
+        ...Array.from({ length: 2000 }, () => ({ tool_calls: [{ index: 0, function: { arguments: ' word' } }] })),
+      ],
+    });
+    const k = await gw.createKey();
+    const stream = sdk(k.key).messages.stream({ model: 'gpt-x', max_tokens: 50, tools: weather, messages: [{ role: 'user', content: 'Go on.' }] });
+    const events: Json[] = [];
+    stream.on('streamEvent', (ev) => events.push(structuredClone(ev) as unknown as Json));
+    const final = await stream.finalMessage();
+    assertGrammar(events);
+    assert.equal(final.stop_reason, 'max_tokens');
+    assert.equal(final.content.length, 1);
+    assert.equal(final.content[0]!.type, 'tool_use');
+    const json = events.filter((e) => e['delta']?.['type'] === 'input_json_delta').map((e) => e['delta']['partial_json']).join('');
+    assert.match(json, /^\{"city":"( word)+$/);
+    const delivered = countText(`weather${json}`);
+    assert.ok(delivered >= 50 && delivered <= 66, `relayed ${delivered} tokens: the cap of 50 with its allowance`);
+    await backgroundDone(gw);
+    const rows = await usageRows(k.id);
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]!['completion_tokens'], delivered);
+    assert.equal(final.usage.output_tokens, delivered);
   });
 
   test('tool results go back as tool messages, errors marked, right after the call', async () => {

@@ -8,7 +8,7 @@ import type { Bill } from '../src/billing/bill.js';
 import { GatewayError } from '../src/errors.js';
 import { encodeResponse, echoOf } from '../src/protocols/openai-responses/encode.js';
 import { needsNative, parseResponsesRequest, validateResponses } from '../src/protocols/openai-responses/parse.js';
-import { ResponsesStreamEncoder } from '../src/protocols/openai-responses/stream.js';
+import { KEEPALIVE_MS, ResponsesStreamEncoder } from '../src/protocols/openai-responses/stream.js';
 import { fromResponse, ResponsesEventReader } from '../src/providers/openai/responses.js';
 import type { StreamEvent } from '../src/types/chat.js';
 import { startTestGateway, type TestGateway } from './helpers/gateway.js';
@@ -214,6 +214,27 @@ describe('stream encoder', () => {
     assert.deepEqual((response['output'] as Json[]).map((o) => o['type']), ['message', 'reasoning', 'function_call', 'function_call']);
     const argsDone = f.filter((x) => x.event === 'response.function_call_arguments.done').map((x) => x.data['arguments']);
     assert.deepEqual(argsDone, ['{"a":1,"b":2}', '{}']);
+  });
+
+  test('a held call streaming its arguments for long: a keepalive comment after each silence of KEEPALIVE_MS', () => {
+    let now = 0;
+    const enc = new ResponsesStreamEncoder('m', echoOf({}), () => now);
+    const events: StreamEvent[] = [
+      { type: 'start', id: 'x', created: 5 },
+      { type: 'tool_call_start', choice: 0, index: 0, id: 'c0', name: 'f' },
+      ...Array.from({ length: 10 }, (): StreamEvent => ({ type: 'tool_call_delta', choice: 0, index: 0, arguments: 'a' })),
+      { type: 'finish', choice: 0, reason: 'tool_calls' },
+    ];
+    let out = '';
+    for (const ev of events) {
+      now += KEEPALIVE_MS / 4;
+      out += enc.event(ev) ?? '';
+    }
+    out += enc.end(bill(1, 1));
+    const comments = out.split('\n\n').filter((f) => f.startsWith(':'));
+    assert.deepEqual(comments, [': keepalive', ': keepalive']);
+    const f = frames(out.split('\n\n').filter((x) => !x.startsWith(':')).map((x) => `${x}\n\n`).join(''));
+    assert.equal(call(checked(f), 'c0')['arguments'], 'a'.repeat(10));
   });
 
   test('held calls are written when the stream is cut at the cap or breaks off', () => {

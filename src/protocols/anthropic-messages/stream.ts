@@ -20,10 +20,14 @@ import { errorBody } from './render-error.js';
 // each other (text after a call started, a late argument piece of call 0 after call 1 began),
 // while Anthropic's grammar has one block open at a time and text before tool use. Text and
 // thinking go out as they come; each call is written whole (start, its arguments, stop) when
-// the answer finishes, is cut, or breaks off.
+// the answer finishes, is cut, or breaks off. While a held call's arguments stream nothing else
+// is written, so a `ping` goes out now and then to keep proxies from taking the stream for dead.
 
 type Open = { kind: 'text' | 'thinking'; index: number };
 type HeldCall = { id: string; name: string; args: string };
+
+/** Silence after which a held call's argument piece is answered with a `ping`. */
+export const KEEPALIVE_MS = 10_000;
 
 export function frame(event: string, data: JsonObject): string {
   return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
@@ -42,16 +46,32 @@ export class MessagesStreamEncoder implements StreamEncoder {
   /** Passthrough: blocks the upstream started and has not stopped; its held message_delta. */
   private readonly nativeOpen = new Set<number>();
   private heldDelta: JsonObject | null = null;
+  /** When a frame was last written. */
+  private wrote: number;
 
   constructor(
     private readonly model: string,
     /** The prompt estimate: message_start must carry input tokens, and typed upstreams report usage only at the end. */
     private readonly inputTokens: number,
-  ) {}
+    private readonly clock: () => number = Date.now,
+  ) {
+    this.wrote = clock();
+  }
 
   event(ev: StreamEvent): string | null {
     if (ev.type === 'native') return ev.protocol === 'anthropic-messages' ? this.passOn(ev.event, ev.data) : null;
     if (this.native) return null;
+    const out = this.typed(ev);
+    const now = this.clock();
+    if (out !== null) this.wrote = now;
+    else if (ev.type === 'tool_call_delta' && this.started && now - this.wrote >= KEEPALIVE_MS) {
+      this.wrote = now;
+      return frame('ping', { type: 'ping' });
+    }
+    return out;
+  }
+
+  private typed(ev: Exclude<StreamEvent, { type: 'native' }>): string | null {
     switch (ev.type) {
       case 'start':
         this.id = messageId(ev.id);

@@ -23,12 +23,17 @@ import {
 // Function calls are held, not streamed: providers interleave a call's argument pieces with text,
 // reasoning and other calls, and an item once done cannot take more. Each call is written whole
 // (added, its arguments, done) after the text and reasoning, when the answer finishes, is cut or
-// breaks off, so its `arguments` are all the provider sent.
+// breaks off, so its `arguments` are all the provider sent. While a held call's arguments stream
+// nothing else is written, so an SSE comment (Responses has no ping event; every SSE reader skips
+// comments) goes out now and then to keep proxies from taking the stream for dead.
 
 type Item =
   | { kind: 'reasoning'; index: number; id: string; text: string }
   | { kind: 'message'; index: number; id: string; text: string; refusal: string | undefined; part: 'text' | 'refusal' | null };
 type HeldCall = { callId: string; name: string; args: string };
+
+/** Silence after which a held call's argument piece is answered with a keepalive comment. */
+export const KEEPALIVE_MS = 10_000;
 
 export class ResponsesStreamEncoder implements StreamEncoder {
   private seq = 0;
@@ -43,13 +48,29 @@ export class ResponsesStreamEncoder implements StreamEncoder {
   private readonly calls = new Map<number, HeldCall>();
   private readonly output: JsonObject[] = [];
   private reason: FinishReason | null = null;
+  /** When a frame was last written. */
+  private wrote: number;
 
   constructor(
     private readonly model: string,
     private readonly echo: JsonObject,
-  ) {}
+    private readonly clock: () => number = Date.now,
+  ) {
+    this.wrote = clock();
+  }
 
   event(ev: StreamEvent): string | null {
+    const out = this.typed(ev);
+    const now = this.clock();
+    if (out !== null) this.wrote = now;
+    else if (ev.type === 'tool_call_delta' && this.began && now - this.wrote >= KEEPALIVE_MS) {
+      this.wrote = now;
+      return ': keepalive\n\n';
+    }
+    return out;
+  }
+
+  private typed(ev: StreamEvent): string | null {
     if (ev.type === 'start') {
       this.created = ev.created;
       return this.begin();
