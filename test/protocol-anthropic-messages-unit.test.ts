@@ -239,6 +239,12 @@ describe('MessagesStreamEncoder', () => {
     assert.deepEqual(JSON.parse(r.args.get('c0')!), { k: [1, 2] });
   });
 
+  test('pieces after the finish (some servers send them): still in grammar, the call whole', () => {
+    const r = interleaved([start(0, 'c0'), args(0, '{"x":'), finish, args(0, '1}'), text('late')]);
+    assert.deepEqual(r.types, ['text', 'tool_use']);
+    assert.deepEqual(JSON.parse(r.args.get('c0')!), { x: 1 });
+  });
+
   test('a call without arguments: input {} and no empty partial_json', () => {
     const evs = parseFrames(run(new MessagesStreamEncoder('m', 1), [start(0, 'c0'), finish], (e) => e.end(bill(usage(1, 1)))));
     assertGrammar(evs);

@@ -19,9 +19,11 @@ import { errorBody } from './render-error.js';
 // Typed tool calls are held, not streamed: providers interleave them with text, reasoning and
 // each other (text after a call started, a late argument piece of call 0 after call 1 began),
 // while Anthropic's grammar has one block open at a time and text before tool use. Text and
-// thinking go out as they come; each call is written whole (start, its arguments, stop) when
-// the answer finishes, is cut, or breaks off. While a held call's arguments stream nothing else
-// is written, so a `ping` goes out now and then to keep proxies from taking the stream for dead.
+// thinking go out as they come; each call is written whole (start, its arguments, stop) at the
+// stream's end, cut or broken off: not at the upstream's finish, after which some servers still
+// send a piece. The client acts on a call only once the stop reason comes, in that same tail.
+// While a held call's arguments stream nothing else is written, so a `ping` goes out now and
+// then to keep proxies from taking the stream for dead.
 
 type Open = { kind: 'text' | 'thinking'; index: number };
 type HeldCall = { id: string; name: string; args: string };
@@ -107,9 +109,8 @@ export class MessagesStreamEncoder implements StreamEncoder {
         return null;
       }
       case 'finish':
-        if (ev.choice !== 0) return null;
-        this.reason = stopReason(ev.reason);
-        return this.flushCalls() || null;
+        if (ev.choice === 0) this.reason = stopReason(ev.reason);
+        return null;
       case 'usage':
         return null;
     }
