@@ -10,6 +10,8 @@ import { Agent, request } from 'undici';
 import { AuthFailures } from '../src/auth/failures.js';
 import { formatPath, jsonShapeFault } from '../src/gateway/json-shape.js';
 import { ADMIN_KEY, startTestGateway, type HttpResult, type TestGateway } from './helpers/gateway.js';
+import { AnthropicUpstream } from './helpers/anthropic-upstream.js';
+import { GEMINI_KEY, startGemini } from './helpers/gemini-upstream.js';
 import { startFakeUpstream } from './helpers/upstream.js';
 
 const chat = (model = 'demo', extra: Record<string, unknown> = {}) => ({ model, messages: [{ role: 'user', content: 'hi' }], ...extra });
@@ -470,6 +472,83 @@ describe('body shape: nesting and member count', () => {
       const usage = (await gw.admin('GET', '/usage')).json.data as { status: number }[];
       assert.deepEqual(usage.map((u) => u.status).filter((s) => s === 200), [200]);
     });
+  });
+
+  test('deep nesting in JSON strings a converter parses (tool-call arguments, tool output), sent to anthropic or gemini: 400 naming the field, nothing upstream', async () => {
+    const ant = await AnthropicUpstream.start();
+    const gem = await startGemini();
+    const price = { input: '1', output: '1' };
+    try {
+      await withGateway(
+        {
+          providers: { ant: { type: 'anthropic', base_url: ant.url, api_key: ant.apiKey }, gem: { type: 'gemini', base_url: gem.url, api_key: GEMINI_KEY } },
+          models: {
+            claude: { pricing: price, deployments: [{ provider: 'ant', model: 'claude-sonnet-4-5' }] },
+            gemini: { pricing: price, deployments: [{ provider: 'gem', model: 'gemini-2.5-flash' }] },
+          },
+        },
+        async (gw) => {
+          const { key } = await gw.createKey();
+          // Valid JSON objects: each converter parses them into the provider's request.
+          const deep = `{"a":${nest(10_000, '[', ']')}}`;
+          const members = JSON.stringify(Object.fromEntries(Array.from({ length: 100_001 }, (_, i) => [`k${i}`, 0])));
+          const tools = [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }];
+          const called = (args: string) => ({ role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'f', arguments: args } }] });
+          const chatWith = (model: string, messages: unknown[]) => ({ model, tools, messages: [{ role: 'user', content: 'hi' }, ...messages] });
+          const cases: [string, string, unknown, string, RegExp][] = [];
+          for (const model of ['claude', 'gemini']) {
+            cases.push(['/v1/chat/completions', model, chatWith(model, [called(deep), { role: 'tool', tool_call_id: 'call_1', content: 'ok' }]), 'messages[1].tool_calls[0].function.arguments', /deeper than 64 levels/]);
+            cases.push(['/v1/chat/completions', model, chatWith(model, [called(members), { role: 'tool', tool_call_id: 'call_1', content: 'ok' }]), 'messages[1].tool_calls[0].function.arguments', /more than 100000 object members/]);
+            const responsesCall = { type: 'function_call', call_id: 'call_1', name: 'f', arguments: deep };
+            cases.push(['/v1/responses', model, { model, tools: [{ type: 'function', name: 'f', parameters: { type: 'object' } }], input: [{ role: 'user', content: 'hi' }, responsesCall] }, 'input[1].arguments', /deeper than 64 levels/]);
+          }
+          // Gemini parses a tool's output into functionResponse.response: a string, or text parts joined.
+          cases.push(['/v1/chat/completions', 'gemini', chatWith('gemini', [called('{}'), { role: 'tool', tool_call_id: 'call_1', content: deep }]), 'messages[2].content', /deeper than 64 levels/]);
+          // Neither part is JSON on its own; joined (as the gemini converter joins them) they are.
+          const split = [{ type: 'text', text: `{"a":${'['.repeat(80)}1` }, { type: 'text', text: `${']'.repeat(80)}}` }];
+          cases.push(['/v1/chat/completions', 'gemini', chatWith('gemini', [called('{}'), { role: 'tool', tool_call_id: 'call_1', content: split }]), 'messages[2].content', /deeper than 64 levels/]);
+          cases.push(['/v1/responses', 'gemini', { model: 'gemini', input: [{ role: 'user', content: 'hi' }, { type: 'function_call', call_id: 'call_1', name: 'f', arguments: '{}' }, { type: 'function_call_output', call_id: 'call_1', output: deep }] }, 'input[2].output', /deeper than 64 levels/]);
+          const toolUse = { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'f', input: {} }] };
+          const result = (content: unknown) => ({ role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content }] });
+          const messagesBody = (content: unknown) => ({ model: 'gemini', max_tokens: 100, tools: [{ name: 'f', input_schema: { type: 'object' } }], messages: [{ role: 'user', content: 'hi' }, toolUse, result(content)] });
+          cases.push(['/v1/messages', 'gemini', messagesBody(deep), 'messages.2.content.0.content', /deeper than 64 levels/]);
+          cases.push(['/v1/messages', 'gemini', messagesBody([{ type: 'text', text: deep }]), 'messages.2.content.0.content', /deeper than 64 levels/]);
+          // Past validation (it reads the result's text as Anthropic's conversion joins it, by lines;
+          // with an image among them Gemini's joins the texts without a separator, into deep JSON):
+          // the provider's request cannot be serialized, still the client's 400, never a 502.
+          const png = { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgo=' } };
+          const torn = [{ type: 'text', text: `{"a":${'['.repeat(10_000)}1` }, png, { type: 'text', text: `2${']'.repeat(10_000)}}` }];
+          cases.push(['/v1/messages', 'gemini', messagesBody(torn), '', /too deeply/]);
+          for (const [path, model, body, param, message] of cases) {
+            const what = `${path} ${model} ${param}`;
+            const r = await gw.http('POST', path, { key, body, headers: { 'anthropic-version': '2023-06-01' } });
+            assert.equal(r.status, 400, `${what}: ${r.text.slice(0, 300)}`);
+            if (path === '/v1/messages') {
+              assert.equal(r.json.error.type, 'invalid_request_error', what);
+              if (param !== '') assert.ok(r.json.error.message.startsWith(`${param}: `), `${what}: ${r.json.error.message}`);
+            } else {
+              assertError(r, 400, 'invalid_request_error', what);
+              assert.equal(r.json.error.param, param, what);
+            }
+            assert.match(r.json.error.message, message, what);
+            // Refused in validation: no attempt; in the provider: its one attempt, not retried.
+            assert.equal(r.headers['x-token360-attempts'], param === '' ? '1' : undefined, `${what}: no retry`);
+          }
+          assert.equal(ant.received.length, 0, 'the anthropic upstream received nothing');
+          assert.equal(gem.received.length, 0, 'the gemini upstream received nothing');
+          // Deep text that is not JSON is no fault (the converters send it as text), nor is JSON at the bound.
+          const text = await gw.http('POST', '/v1/chat/completions', { key, body: chatWith('gemini', [called('{}'), { role: 'tool', tool_call_id: 'call_1', content: `{${'['.repeat(200)} not JSON` }]) });
+          assert.equal(text.status, 200, text.text);
+          const atBound = `{"a":${nest(63, '[', ']')}}`;
+          const bound = await gw.http('POST', '/v1/chat/completions', { key, body: chatWith('gemini', [called(atBound), { role: 'tool', tool_call_id: 'call_1', content: atBound }]) });
+          assert.equal(bound.status, 200, bound.text);
+          assert.equal(gem.received.length, 2);
+        },
+      );
+    } finally {
+      await ant.close();
+      await gem.close();
+    }
   });
 
   test('a body of a million keys is refused with a 400 and /health keeps answering meanwhile', async () => {

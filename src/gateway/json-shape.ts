@@ -91,6 +91,52 @@ export function jsonShapeFault(text: string, maxDepth = MAX_JSON_DEPTH, maxMembe
   return null;
 }
 
+/**
+ * What goes past the bounds in JSON carried inside a string field (tool-call arguments, a tool's
+ * output), as the end of a 400's message, or null. A provider that does not speak the client's
+ * protocol parses such strings into its own request (Anthropic's `input`, Gemini's `args` and
+ * `response`): JSON.parse copes with any depth, but the JSON.stringify that sends the request
+ * overflows the stack, as for a deep body. Cheap for the usual string: only one that opens with
+ * `{` or `[` and is long enough to open and close more containers than the bound is scanned.
+ * Text that nests too deep but is not JSON is no fault: the converters send it on as text.
+ */
+export function embeddedJsonFault(text: string): string | null {
+  if (text.length < 2 * (MAX_JSON_DEPTH + 1)) return null;
+  let i = 0;
+  // JSON's whitespace: space, tab, newline, carriage return.
+  while (i < text.length && (text.charCodeAt(i) === 0x20 || text.charCodeAt(i) === 0x09 || text.charCodeAt(i) === 0x0a || text.charCodeAt(i) === 0x0d)) i++;
+  const first = text.charCodeAt(i);
+  if (first !== OPEN_OBJECT && first !== OPEN_ARRAY) return null;
+  const fault = jsonShapeFault(text);
+  if (fault === null) return null;
+  // A parse of this many members would itself block the event loop: refused unparsed.
+  if (fault.kind === 'members') return `its JSON has more than ${MAX_JSON_MEMBERS} object members`;
+  try {
+    JSON.parse(text);
+  } catch {
+    return null;
+  }
+  return `its JSON nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels`;
+}
+
+/**
+ * The text parts (`text`, or `refusal`) of a content array joined: the one string a converter
+ * makes of a tool's output that came as parts, and parses when it is JSON.
+ */
+export function joinedText(parts: readonly unknown[], separator = ''): string {
+  let text = '';
+  let first = true;
+  for (const p of parts) {
+    if (p === null || typeof p !== 'object') continue;
+    const o = p as Record<string, unknown>;
+    const t = typeof o['text'] === 'string' ? o['text'] : typeof o['refusal'] === 'string' ? o['refusal'] : undefined;
+    if (t === undefined) continue;
+    text += first ? t : separator + t;
+    first = false;
+  }
+  return text;
+}
+
 /** The path from the root to the container opened at `depth` (only on the error path). */
 function pathTo(text: string, depth: number): (string | number)[] {
   const path: (string | number)[] = [];

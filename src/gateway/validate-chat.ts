@@ -1,6 +1,6 @@
 import { badRequest } from '../errors.js';
 import type { JsonObject } from '../providers/types.js';
-import { parseBoundedJson } from './json-shape.js';
+import { embeddedJsonFault, joinedText, parseBoundedJson } from './json-shape.js';
 
 // Checks the chat-completions parameters the gateway or any upstream relies on, each failure a
 // 400 whose `param` names the field (`messages[2].content[0].type`). Parameters it does not know
@@ -96,9 +96,25 @@ function checkMessage(m: unknown, i: number): void {
     throw badRequest(`Missing required parameter: '${at}.tool_call_id'`, `${at}.tool_call_id`);
   }
   if (m['name'] !== undefined && typeof m['name'] !== 'string') throw badRequest(`Invalid '${at}.name': expected a string`, `${at}.name`);
-  if (m['tool_calls'] !== undefined && m['tool_calls'] !== null && !Array.isArray(m['tool_calls'])) {
+  const calls = m['tool_calls'];
+  if (calls !== undefined && calls !== null && !Array.isArray(calls)) {
     throw badRequest(`Invalid '${at}.tool_calls': expected an array`, `${at}.tool_calls`);
   }
+  // JSON in strings that providers of other protocols parse (providers/anthropic, providers/gemini).
+  if (Array.isArray(calls)) {
+    calls.forEach((c, j) => {
+      if (isObj(c) && isObj(c['function'])) checkEmbeddedJson(c['function']['arguments'], `${at}.tool_calls[${j}].function.arguments`);
+    });
+  }
+  if (isObj(m['function_call'])) checkEmbeddedJson(m['function_call']['arguments'], `${at}.function_call.arguments`);
+  if (role === 'tool' || role === 'function') checkEmbeddedJson(Array.isArray(content) ? joinedText(content) : content, `${at}.content`);
+}
+
+/** 400 when a string holds JSON past the body's shape bounds (json-shape.ts). */
+export function checkEmbeddedJson(v: unknown, param: string): void {
+  if (typeof v !== 'string') return;
+  const fault = embeddedJsonFault(v);
+  if (fault !== null) throw badRequest(`Invalid '${param}': ${fault}`, param);
 }
 
 function checkPart(p: unknown, at: string): void {

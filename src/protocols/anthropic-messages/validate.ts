@@ -1,4 +1,5 @@
 import { badRequest } from '../../errors.js';
+import { embeddedJsonFault, joinedText } from '../../gateway/json-shape.js';
 import type { JsonObject } from '../../types/chat.js';
 
 // Checks an Anthropic Messages body the way Anthropic's API does where the gateway relies on it
@@ -106,6 +107,10 @@ function checkBlock(b: unknown, at: string): void {
         if (!Array.isArray(c)) fail(`${at}.content`, 'Input should be a valid string or a list of content blocks');
         c.forEach((x, k) => checkBlock(x, `${at}.content.${k}`));
       }
+      // A provider of another protocol may parse the result as JSON (providers/gemini), its text
+      // blocks joined as parse.ts joins them.
+      const fault = embeddedJsonFault(typeof c === 'string' ? c : Array.isArray(c) ? joinedText(c, '\n') : '');
+      if (fault !== null) fail(`${at}.content`, fault);
       const isError = b['is_error'];
       if (isError !== undefined && isError !== null && typeof isError !== 'boolean') fail(`${at}.is_error`, 'Input should be a valid boolean');
       return;

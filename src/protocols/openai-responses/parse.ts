@@ -1,4 +1,6 @@
 import { badRequest } from '../../errors.js';
+import { joinedText } from '../../gateway/json-shape.js';
+import { checkEmbeddedJson } from '../../gateway/validate-chat.js';
 import { functionTool } from '../openai-chat/parse.js';
 import type {
   ChatRequest,
@@ -98,13 +100,16 @@ function checkItem(item: unknown, i: number): void {
     content.forEach((p, j) => checkPart(p, `${at}.content[${j}]`));
     return;
   }
+  // Arguments and outputs are JSON that providers of other protocols parse (providers/anthropic, providers/gemini).
   if (type === 'function_call') {
     for (const f of ['call_id', 'name', 'arguments']) requireString(item, f, at);
+    checkEmbeddedJson(item['arguments'], `${at}.arguments`);
   } else if (type === 'function_call_output') {
     requireString(item, 'call_id', at);
     const out = item['output'];
     if (typeof out !== 'string' && !Array.isArray(out)) throw badRequest(`Invalid '${at}.output': expected a string or an array of content parts`, `${at}.output`);
     if (Array.isArray(out)) out.forEach((p, j) => checkPart(p, `${at}.output[${j}]`));
+    checkEmbeddedJson(Array.isArray(out) ? joinedText(out) : out, `${at}.output`);
   } else if (type === 'item_reference') {
     requireString(item, 'id', at);
   } else if (type === 'reasoning') {

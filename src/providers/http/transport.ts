@@ -1,4 +1,5 @@
 import { Pool, errors as undiciErrors } from 'undici';
+import { badRequest } from '../../errors.js';
 import type { UpstreamTrace } from '../contract.js';
 import { SseDecoder } from '../sse.js';
 import type { JsonObject } from '../types.js';
@@ -96,6 +97,7 @@ export class UpstreamHttp {
     take: (held: HeldBody, status: number) => T,
     extra?: Record<string, string>,
   ): Promise<T> {
+    const payload = serialize(body);
     const clientSignal = scope.signal;
     // Its own controller: a timeout is not the client leaving (failover goes on after a timeout).
     // One controller and one timer cost less per request than AbortSignal.any with AbortSignal.timeout.
@@ -109,7 +111,7 @@ export class UpstreamHttp {
     }, this.cfg.timeout_ms);
     try {
       if (clientSignal.aborted) ac.abort();
-      const res = await this.send(method, path, body, ac.signal, this.cfg.timeout_ms, this.cfg.timeout_ms, scope.trace, extra);
+      const res = await this.send(method, path, payload, ac.signal, this.cfg.timeout_ms, this.cfg.timeout_ms, scope.trace, extra);
       return take(await readWhole(res, this.limits), res.statusCode);
     } catch (e) {
       throw classify(e, timedOut);
@@ -125,11 +127,12 @@ export class UpstreamHttp {
    * The caller decides what ends a stream whole; returning early closes the upstream response.
    */
   async stream(path: string, body: JsonObject, scope: RequestScope, extra?: Record<string, string>): Promise<AsyncGenerator<string, void, undefined>> {
+    const payload = serialize(body);
     const watch = new StreamWatch(scope.signal, this.cfg.first_byte_timeout_ms, this.cfg.idle_timeout_ms);
     let res: ResponseData;
     try {
       // No undici body timeout: the watch times events and lines, not bytes.
-      res = await this.send('POST', path, body, watch.signal, this.cfg.first_byte_timeout_ms, 0, scope.trace, extra);
+      res = await this.send('POST', path, payload, watch.signal, this.cfg.first_byte_timeout_ms, 0, scope.trace, extra);
     } catch (e) {
       watch.stop();
       throw classify(e, watch.timedOut);
@@ -146,20 +149,20 @@ export class UpstreamHttp {
   private async send(
     method: 'POST' | 'GET' | 'DELETE',
     path: string,
-    body: JsonObject | undefined,
+    payload: string | null,
     signal: AbortSignal,
     headersTimeout: number,
     bodyTimeout: number,
     trace: UpstreamTrace,
     extra?: Record<string, string>,
   ): Promise<ResponseData> {
-    const headers = body === undefined ? this.bodilessHeaders : this.headers;
+    const headers = payload === null ? this.bodilessHeaders : this.headers;
     const res = await this.pool.request({
       method,
       path: this.target(path),
       // The trace last: neither the config's headers nor a client's passed-through ones replace it.
       headers: extra === undefined ? { ...headers, ...trace } : { ...headers, ...extra, ...trace },
-      body: body === undefined ? null : JSON.stringify(body),
+      body: payload,
       signal,
       headersTimeout,
       bodyTimeout,
@@ -296,6 +299,22 @@ export function parseObject(text: string, what: string): JsonObject {
     // fall through
   }
   throw new UpstreamError('protocol', `upstream sent ${what} that is not a JSON object`);
+}
+
+/**
+ * The request body as JSON text, before anything is sent. A value nested too deep for
+ * JSON.stringify can only come from a client's JSON string a converter parsed (validation refuses
+ * those it knows of): the request's fault, a 400 that is never retried, not a failure of the
+ * upstream.
+ */
+function serialize(body: JsonObject | undefined): string | null {
+  if (body === undefined) return null;
+  try {
+    return JSON.stringify(body);
+  } catch (e) {
+    if (e instanceof RangeError) throw badRequest('The request nests arrays and objects too deeply to be sent to the model service');
+    throw e;
+  }
 }
 
 /** undici and socket errors → UpstreamError. */
