@@ -203,6 +203,27 @@ describe('SIGTERM with keep-alive clients', () => {
     }
   });
 
+  test('a stream that ended before SIGTERM leaves only an idle keep-alive connection: it does not hold the exit', async () => {
+    const { child, base, key } = await gateway();
+    upstream.setBehavior({ kind: 'stream' });
+    const agent = new Agent({ keepAliveTimeout: 60_000 });
+    try {
+      const res = await request(`${base}/v1/chat/completions`, {
+        dispatcher: agent, method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: body(true),
+      });
+      assert.equal(res.statusCode, 200);
+      assert.notEqual(res.headers['connection'], 'close');
+      const text = await res.body.text();
+      assert.ok(text.includes('data: [DONE]'), text);
+      // The connection stays open in the agent's pool, idle, when the signal comes.
+      child.kill('SIGTERM');
+      await stopsPromptly(child, Promise.resolve());
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await agent.close();
+    }
+  });
+
   test('a non-streamed request in flight at SIGTERM is answered, then the idle keep-alive connection does not hold the exit', async () => {
     const { child, base, key } = await gateway();
     upstream.setBehavior({ kind: 'ok', delayMs: 300 });

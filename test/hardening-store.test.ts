@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { parseUsd } from '../src/billing/money.js';
 import { SqliteStore } from '../src/store/sqlite/index.js';
+import { journalsOf } from '../src/store/sqlite/journal.js';
 import { SQLITE_MIGRATIONS } from '../src/store/sqlite/migrations.js';
 import { startTestGateway, type HttpResult, type TestGateway } from './helpers/gateway.js';
 import { CLI } from './helpers/process.js';
@@ -107,6 +108,20 @@ describe('amounts out of range', () => {
     assert.equal(await gw.running.store.countAccounts(), before);
   });
 
+  test("a key's daily_spend past the maximum (PATCH) is a 400 naming limits.daily_spend, and the key is unchanged", async () => {
+    const { id } = await gw.createKey({ limits: { rpm: 7, daily_spend: '3' } });
+    const before = (await gw.admin('GET', `/keys/${id}`)).json;
+    assert.deepEqual(before.limits, { rpm: 7, daily_spend: '3.000000000' });
+    for (const daily_spend of ['1e11', '100000000000', 1e11]) {
+      // With other changes beside it: none of them is made either.
+      const r = await gw.admin('PATCH', `/keys/${id}`, { name: 'renamed', frozen: true, limits: { rpm: 1, daily_spend } });
+      assert.equal(r.status, 400, `${daily_spend}: ${r.text}`);
+      assert.equal(r.json.error.type, 'invalid_request_error');
+      assert.equal(r.json.error.param, 'limits.daily_spend');
+    }
+    assert.deepEqual((await gw.admin('GET', `/keys/${id}`)).json, before);
+  });
+
   test('the CLI refuses the same amounts with one clean line, and nothing changes', async () => {
     const { accountId } = await gw.createKey({ credit: '5' });
     const dir = mkdtempSync(join(tmpdir(), 'token360-cli-range-'));
@@ -151,6 +166,10 @@ describe('database file permissions', () => {
       assert.equal(mode(join(root, 'data', 'nested')), 0o700);
       assert.equal(mode(root), 0o755, "the operator's directory is left alone");
       for (const f of [db, `${db}-wal`, `${db}-shm`]) assert.equal(mode(f), 0o600, f);
+      // The settlement journal (store/sqlite/journal.ts) holds usage records and amounts as well.
+      const journals = journalsOf(db);
+      assert.equal(journals.length, 1, 'the settled request was journaled');
+      for (const j of journals) assert.equal(mode(j.file), 0o600, j.file);
     } finally {
       await gw.close();
       rmSync(root, { recursive: true, force: true });
