@@ -9,7 +9,7 @@ import { fromEmbedResponse, toEmbedRequest, float32Base64 } from '../src/provide
 import { blockedPrompt, fromResponse, fromUsage, GeminiStreamConverter, mapError, mapFinishReason, parseDuration } from '../src/providers/gemini/from-provider.js';
 import { toGeminiParameters, toGeminiSchema } from '../src/providers/gemini/schema.js';
 import { decodeCallId, encodeCallId, isGeminiCallId } from '../src/providers/gemini/tool-ids.js';
-import { imagePart, toGeminiRequest, toToolConfig } from '../src/providers/gemini/to-provider.js';
+import { imagePart, MIN_THINKING_BUDGET, toGeminiRequest, toToolConfig } from '../src/providers/gemini/to-provider.js';
 import type { GeminiResponse } from '../src/providers/gemini/wire.js';
 import { SseDecoder } from '../src/providers/sse.js';
 import { toGatewayError, UpstreamError } from '../src/providers/upstream-error.js';
@@ -204,16 +204,32 @@ describe('gemini request', () => {
       stopSequences: ['END'],
       seed: 7,
       candidateCount: 2,
-      thinkingConfig: { thinkingBudget: 8192, includeThoughts: true },
+      thinkingConfig: { thinkingBudget: MIN_THINKING_BUDGET, includeThoughts: true },
     });
     assert.deepEqual(toToolConfig('auto'), { functionCallingConfig: { mode: 'AUTO' } });
     assert.deepEqual(toToolConfig('required'), { functionCallingConfig: { mode: 'ANY' } });
     assert.deepEqual(toToolConfig('none'), { functionCallingConfig: { mode: 'NONE' } });
   });
 
-  it('reasoning efforts map to thinking budgets', () => {
-    const budget = (e: 'minimal' | 'low' | 'medium' | 'high'): unknown => toGeminiRequest(call({ reasoningEffort: e })).generationConfig?.thinkingConfig?.thinkingBudget;
-    assert.deepEqual([budget('minimal'), budget('low'), budget('medium'), budget('high')], [512, 1024, 8192, 24576]);
+  it('reasoning efforts map to thinking budgets, kept below maxOutputTokens (Gemini counts thinking in it)', () => {
+    const efforts = ['minimal', 'low', 'medium', 'high'] as const;
+    const budgets = (max: number | null): unknown[] =>
+      efforts.map((e) => {
+        const g = toGeminiRequest(call({ reasoningEffort: e }, max)).generationConfig;
+        if (max !== null) assert.equal(g?.maxOutputTokens, max, 'the cap is never raised');
+        return g?.thinkingConfig?.thinkingBudget;
+      });
+    assert.deepEqual(budgets(null), [512, 1024, 8192, 24576]);
+    assert.deepEqual(budgets(65_536), [512, 1024, 8192, 24576]);
+    // The default max_output_tokens: high and medium would otherwise leave nothing for the answer.
+    assert.deepEqual(budgets(4096), [512, 1024, 4095, 4095]);
+    assert.deepEqual(budgets(1024), [512, 1023, 1023, 1023]);
+    // Below the smallest budget every 2.5 model takes, that smallest one.
+    assert.deepEqual(budgets(513), [512, 512, 512, 512]);
+    assert.deepEqual(budgets(100), [512, 512, 512, 512]);
+    for (let max = MIN_THINKING_BUDGET + 1; max < 30_000; max += 997) {
+      for (const b of budgets(max)) assert.ok(typeof b === 'number' && b < max && b >= MIN_THINKING_BUDGET, `budget ${String(b)} for maxOutputTokens ${max}`);
+    }
   });
 
   it('JSON modes: json_object sets the MIME type, json_schema adds the translated schema', () => {

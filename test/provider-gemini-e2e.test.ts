@@ -366,7 +366,12 @@ describe('gemini end to end: openai SDK → gateway → fake Gemini', () => {
     const chunks = await collect(
       await client.chat.completions.create({ model: 'gem', stream: true, stream_options: { include_usage: true }, reasoning_effort: 'high', messages: [{ role: 'user', content: '17 + 25?' }] }),
     );
-    assert.deepEqual((fake.last.body['generationConfig'] as Record<string, unknown>)['thinkingConfig'], { thinkingBudget: 24576, includeThoughts: true });
+    // `high` is 24576 tokens, more than the model's default max_output_tokens (4096): Gemini counts
+    // thinking in maxOutputTokens, so the budget is kept below it, leaving room for the answer.
+    const sent = fake.last.body['generationConfig'] as { maxOutputTokens: number; thinkingConfig: { thinkingBudget: number } };
+    assert.equal(sent.maxOutputTokens, 4096);
+    assert.deepEqual(sent.thinkingConfig, { thinkingBudget: 4095, includeThoughts: true });
+    assert.ok(sent.thinkingConfig.thinkingBudget < sent.maxOutputTokens);
     const reasoning = chunks.map((c) => (c.choices[0]?.delta as WithReasoning | undefined)?.reasoning_content ?? '').join('');
     assert.equal(reasoning, '**Adding the numbers**\n\nI need 17 + 25. That is 42.');
     assert.equal(textOf(chunks), '17 + 25 = 42.', 'thoughts do not leak into the content');

@@ -162,7 +162,8 @@ describe('gemini provider against the fake upstream', () => {
 
   it('reasoning: thinkingConfig sent, thoughts streamed as reasoning, thought tokens in usage', async () => {
     fake.next({ kind: 'stream', events: [fixture('thinking.sse')] });
-    const events = await collect(await p.chatStream(chatCall({ stream: true, reasoningEffort: 'high' })));
+    // A cap with room for the whole `high` budget (a smaller cap lowers it: provider-gemini-convert).
+    const events = await collect(await p.chatStream(chatCall({ stream: true, reasoningEffort: 'high' }, { maxTokens: 30_000 })));
     assert.deepEqual((fake.last.body['generationConfig'] as Record<string, unknown>)['thinkingConfig'], { thinkingBudget: 24576, includeThoughts: true });
     assert.equal(events.filter((e) => e.type === 'reasoning').map((e) => (e.type === 'reasoning' ? e.text : '')).join(''), '**Adding the numbers**\n\nI need 17 + 25. That is 42.');
     const u = events.at(-1);

@@ -6,18 +6,24 @@ import { decodeCallId, isGeminiCallId } from './tool-ids.js';
 import type { GeminiContent, GeminiGenerationConfig, GeminiPart, GeminiRequest, GeminiThinkingConfig, GeminiToolConfig } from './wire.js';
 
 /**
- * Thinking budgets per OpenAI reasoning effort (tokens), as Google's own OpenAI-compatible endpoint
- * maps low/medium/high. `minimal` is 512, not 0: every Gemini 2.5 model accepts 512, while 2.5 Pro
- * refuses to turn thinking off.
- */
-/**
  * Google's documented stand-in signature for function calls Gemini did not make (another provider's
  * turns after a failover, a transcript built by the client): Gemini 3 answers 400 to a step whose
  * first function call has no signature.
  */
 export const FOREIGN_CALL_SIGNATURE = 'skip_thought_signature_validator';
 
+/**
+ * Thinking budgets per OpenAI reasoning effort (tokens), as Google's own OpenAI-compatible endpoint
+ * maps low/medium/high. `minimal` is 512, not 0: every Gemini 2.5 model accepts 512, while 2.5 Pro
+ * refuses to turn thinking off.
+ */
 export const THINKING_BUDGETS: Record<ReasoningEffort, number> = { minimal: 512, low: 1024, medium: 8192, high: 24576 };
+
+/**
+ * The smallest budget sent: the lower end that every Gemini 2.5 model accepts (2.5 Pro takes 128
+ * to 32768, 2.5 Flash 0 to 24576, 2.5 Flash-Lite 512 to 24576).
+ */
+export const MIN_THINKING_BUDGET = 512;
 
 /** The generateContent body for a chat call (the same for streamed and not: streaming is in the URL). */
 export function toGeminiRequest(call: ChatCall): GeminiRequest {
@@ -183,7 +189,7 @@ function generationConfig(req: ChatRequest, maxTokens: number | null): GeminiGen
   if (req.seed !== undefined) g.seed = req.seed;
   if (req.n > 1) g.candidateCount = req.n;
   Object.assign(g, responseFormat(req.responseFormat));
-  if (req.reasoningEffort !== undefined) g.thinkingConfig = thinkingConfig(req.reasoningEffort);
+  if (req.reasoningEffort !== undefined) g.thinkingConfig = thinkingConfig(req.reasoningEffort, maxTokens);
   return g;
 }
 
@@ -193,6 +199,13 @@ function responseFormat(f: ResponseFormat | undefined): GeminiGenerationConfig {
   return { responseMimeType: 'application/json', responseSchema: toGeminiSchema(f.schema) };
 }
 
-export function thinkingConfig(effort: ReasoningEffort): GeminiThinkingConfig {
-  return { thinkingBudget: THINKING_BUDGETS[effort], includeThoughts: true };
+/**
+ * The effort's budget, kept below maxOutputTokens: Gemini counts thinking in that cap, so a budget
+ * at or past it lets the thoughts use the whole cap and the answer comes back empty, cut for
+ * length. maxOutputTokens is never raised (it is the output the gateway's hold covers); below
+ * MIN_THINKING_BUDGET + 1 the budget stays at that minimum, which some models require.
+ */
+export function thinkingConfig(effort: ReasoningEffort, maxTokens: number | null = null): GeminiThinkingConfig {
+  const budget = maxTokens === null ? THINKING_BUDGETS[effort] : Math.max(MIN_THINKING_BUDGET, Math.min(THINKING_BUDGETS[effort], maxTokens - 1));
+  return { thinkingBudget: budget, includeThoughts: true };
 }
