@@ -289,7 +289,7 @@ describe('gemini answers', () => {
     assert.equal(mapFinishReason('STOP', false), 'stop');
     assert.equal(mapFinishReason('STOP', true), 'tool_calls');
     assert.equal(mapFinishReason('MAX_TOKENS', true), 'length');
-    for (const r of ['SAFETY', 'RECITATION', 'BLOCKLIST', 'PROHIBITED_CONTENT', 'SPII', 'IMAGE_SAFETY']) assert.equal(mapFinishReason(r, false), 'content_filter', r);
+    for (const r of ['SAFETY', 'RECITATION', 'BLOCKLIST', 'PROHIBITED_CONTENT', 'SPII', 'IMAGE_SAFETY', 'IMAGE_PROHIBITED_CONTENT', 'IMAGE_RECITATION']) assert.equal(mapFinishReason(r, false), 'content_filter', r);
     for (const r of ['OTHER', 'LANGUAGE', 'MALFORMED_FUNCTION_CALL', 'FINISH_REASON_UNSPECIFIED']) assert.equal(mapFinishReason(r, false), 'stop', r);
   });
 

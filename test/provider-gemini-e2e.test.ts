@@ -614,15 +614,17 @@ describe('gemini end to end: openai SDK → gateway → fake Gemini', () => {
     assert.ok(rs.every((r) => r.status === 200 && r.provider === 'google-b' && r.upstream_model === 'gemini-2.5-pro'), JSON.stringify(rs));
   });
 
-  it('a bad provider key (API_KEY_INVALID): 502, and nothing of the key nor the upstream address in the body', async () => {
+  it('a bad provider key (API_KEY_INVALID): 502, and nothing of the key nor the upstream address in the body or the headers', async () => {
     const { k } = await fresh();
     const hostPort = new URL(fake.url).host;
     const port = new URL(fake.url).port;
     const check = (res: HttpResult, what: string): void => {
       assert.equal(res.status, 502, `${what}: ${res.text}`);
       assert.deepEqual([res.json.error.type, res.json.error.code], ['api_error', '502']);
-      for (const secret of [WRONG_KEY, 'wrong-gemini-key', GEMINI_KEY, hostPort, `:${port}`, 'API key not valid', 'googleapis']) {
-        assert.ok(!res.text.includes(secret), `${what}: the body shows ${secret}: ${res.text}`);
+      // The whole HTTP answer, headers included, as a client without the SDK gets it.
+      const whole = res.text + JSON.stringify(res.headers);
+      for (const secret of [WRONG_KEY, 'wrong-gemini-key', GEMINI_KEY, hostPort, '127.0.0.1', `:${port}`, 'x-goog-api-key', 'API key not valid', 'googleapis']) {
+        assert.ok(!whole.includes(secret), `${what}: the answer shows ${secret}: ${whole}`);
       }
     };
     const before = fake.received.length;

@@ -2,7 +2,7 @@ import type { UsageRecord } from '../store/types.js';
 import { inBackground, type Gateway } from './gateway.js';
 import type { Outcome, OutcomeSink } from './outcome.js';
 
-// The outcome sinks of the request pipeline, built once at start-up (server/compose.ts).
+// The outcome sinks of the request pipeline, built once at start-up (compose/start.ts).
 
 /**
  * Billing: settles the hold at the outcome's cost and records the request, or records a refusal

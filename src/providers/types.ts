@@ -2,7 +2,7 @@
 // contract.ts.
 import type { Usage } from '../types/chat.js';
 
-export type JsonObject = Record<string, unknown>;
+export type { JsonObject } from '../types/chat.js';
 
 /** Usage as a provider reported it (numbers unchecked) or as the gateway billed it. */
 export type TokenUsage = Usage;
