@@ -1,5 +1,5 @@
 import { Pool, errors as undiciErrors } from 'undici';
-import type { UpstreamTrace } from '../contract.js';
+import type { FirstByte, UpstreamTrace } from '../contract.js';
 import { SseDecoder } from '../sse.js';
 import type { JsonObject } from '../types.js';
 import { UpstreamError } from '../upstream-error.js';
@@ -11,6 +11,8 @@ type ResponseData = Awaited<ReturnType<Pool['request']>>;
 export interface RequestScope {
   signal: AbortSignal;
   trace: UpstreamTrace;
+  /** Told when a non-streamed answer's 2xx headers came (routing's budget ends there). */
+  firstByte?: FirstByte | undefined;
 }
 
 /** What every HTTP provider's config has (SPEC §1): where, with which credential, and its timeouts. */
@@ -110,6 +112,8 @@ export class UpstreamHttp {
     try {
       if (clientSignal.aborted) ac.abort();
       const res = await this.send(method, path, body, ac.signal, this.cfg.timeout_ms, this.cfg.timeout_ms, scope.trace, extra);
+      // The answer has begun: a body slow to come is bounded by timeout_ms, not routing's budget.
+      scope.firstByte?.arrived();
       return take(await readWhole(res, this.limits), res.statusCode);
     } catch (e) {
       throw classify(e, timedOut);
