@@ -313,24 +313,33 @@ describe('the budget, broken streams, money and a client leaving, across attempt
   let gw: TestGateway;
   let late: FakeUpstream;
   let brk: FakeUpstream;
+  let idle: FakeUpstream;
   let hang: FakeUpstream;
   let bad: FakeUpstream;
   let good: FakeUpstream;
-  const fakes = (): FakeUpstream[] => [late, brk, hang, bad, good];
+  const fakes = (): FakeUpstream[] => [late, brk, idle, hang, bad, good];
 
   before(async () => {
-    [late, brk, hang, bad, good] = await Promise.all([startFakeUpstream(), startFakeUpstream(), startFakeUpstream(), startFakeUpstream(), startFakeUpstream()]);
+    [late, brk, idle, hang, bad, good] = await Promise.all(Array.from({ length: 6 }, () => startFakeUpstream()));
     const provider = (f: FakeUpstream) => ({ type: 'openai', base_url: f.url, api_key: UPSTREAM_KEY });
     // Each model its own deployments, so that one test's failures never reach another's circuit.
     const tight = { budget_ms: 300, circuit: { failures: 1, window_ms: 60_000, cooldown_ms: 60_000 } };
     gw = await startTestGateway(
       {
-        // `hang` times out soon, so that a request that went on without its client would reach `good`.
-        providers: { late: provider(late), brk: provider(brk), hang: { ...provider(hang), timeout_ms: 3000 }, bad: provider(bad), good: provider(good) },
+        providers: {
+          late: provider(late),
+          brk: provider(brk),
+          idle: { ...provider(idle), idle_timeout_ms: 300 },
+          // Times out soon enough that a request going on without its client would reach `good`.
+          hang: { ...provider(hang), timeout_ms: 3000 },
+          bad: provider(bad),
+          good: provider(good),
+        },
         models: {
           'late-body': { pricing: price, routing: tight, deployments: [{ provider: 'late', model: 'body' }] },
           'late-headers': { pricing: price, routing: tight, deployments: [{ provider: 'late', model: 'headers' }, { provider: 'good', model: 'g1', priority: 1 }] },
           brk: { pricing: price, routing: { circuit: { failures: 2, window_ms: 60_000, cooldown_ms: 60_000 } }, deployments: [{ provider: 'brk', model: 'b' }, { provider: 'good', model: 'g2', priority: 1 }] },
+          idle: { pricing: price, routing: { circuit: { failures: 1, window_ms: 60_000, cooldown_ms: 60_000 } }, deployments: [{ provider: 'idle', model: 'i' }] },
           leave: { pricing: price, deployments: [{ provider: 'hang', model: 'h' }, { provider: 'good', model: 'g3', priority: 1 }] },
           retried: { pricing: price, deployments: [{ provider: 'bad', model: 'x' }, { provider: 'good', model: 'g4', priority: 1 }] },
           failing: { pricing: price, deployments: [{ provider: 'bad', model: 'y' }, { provider: 'bad', model: 'z' }] },
@@ -419,6 +428,19 @@ describe('the budget, broken streams, money and a client leaving, across attempt
     assert.equal(r.headers['x-token360-deployment'], 'good/g2', 'the open circuit is skipped');
     assert.doesNotMatch(r.text, /"error"/);
     assert.equal(brk.requests.length, 2);
+  });
+
+  test('a stream whose upstream falls silent past idle_timeout_ms after its first event is counted against the deployment', async () => {
+    idle.setBehavior({ kind: 'stream', hangAfter: 2 });
+    const r = await gw.http('POST', '/v1/chat/completions', { key: (await gw.createKey()).key, body: { model: 'idle', messages: hi, stream: true } });
+    assert.equal(r.status, 200);
+    assert.match(r.text, /"error"/);
+    const d = (await deployments())['idle/i']!;
+    assert.equal(d['failures'], 1);
+    assert.equal(d['state'], 'open', 'one failure opens this circuit');
+    const [line] = await eventually('its log line', async () => failedLines('idle/i'), (l) => l.length === 1);
+    assert.equal(line!['failure'], 'timeout');
+    assert.equal(line!['next'], 'stop');
   });
 
   test('a client that leaves during a failover: the request ends with 499 and the next deployment never hears of it', async () => {
