@@ -2,6 +2,7 @@
 // clock, the affinity LRU, and routeRequest's choices with deployments that fail on command.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { configSchema, type RawConfig } from '../src/config/schema.js';
 import { GatewayError } from '../src/errors.js';
 import { UpstreamError } from '../src/providers/upstream-error.js';
@@ -100,8 +101,15 @@ describe('verdict', () => {
   });
 });
 
-/** A model over demo providers a, b (priority 0) and c (priority 1), with its routing. */
-function setup(policy: RawConfig['routing'] = {}, deployments?: { provider: string; model: string; priority?: number; weight?: number }[]) {
+/**
+ * A model over demo providers a, b (priority 0) and c (priority 1), with its routing. Backoffs
+ * and retry-afters are recorded in `waits`; `instant` ends them at once instead of sleeping.
+ */
+function setup(
+  policy: RawConfig['routing'] = {},
+  deployments?: { provider: string; model: string; priority?: number; weight?: number }[],
+  opts: { random?: () => number; instant?: boolean } = {},
+) {
   const config = configSchema.parse({
     providers: { a: { type: 'demo' }, b: { type: 'demo' }, c: { type: 'demo' } },
     routing: policy,
@@ -120,14 +128,19 @@ function setup(policy: RawConfig['routing'] = {}, deployments?: { provider: stri
   let now = 1_000_000;
   const warnings: Record<string, unknown>[] = [];
   const attempts: string[] = [];
+  const waits: number[] = [];
   const routing: Routing = {
     health: new Health(catalog, () => now),
     affinity: new Affinity(() => now),
     log: { warn: (o) => void warnings.push(o as Record<string, unknown>) },
-    random: () => 0,
+    random: opts.random ?? (() => 0),
+    sleep: (ms, signal) => {
+      waits.push(ms);
+      return opts.instant === true ? Promise.resolve() : sleep(ms, undefined, { signal });
+    },
     signals: { upstreamAttempt: (d, outcome) => void attempts.push(`${d} ${outcome}`) },
   };
-  return { route: catalog.get('m')!, routing, warnings, attempts, advance: (ms: number) => (now += ms) };
+  return { route: catalog.get('m')!, routing, warnings, attempts, waits, advance: (ms: number) => (now += ms) };
 }
 
 function call(session: string | null = null, signal = new AbortController().signal): RouteCall & { tried: string[] } {
@@ -290,5 +303,73 @@ describe('routeRequest', () => {
     await assert.rejects(done, (e: unknown) => e instanceof GatewayError && e.status === 502);
     assert.ok(performance.now() - t0 < 1000);
     assert.deepEqual(c.tried, ['a/ma']);
+  });
+
+  test('backoff doubles from 100 ms, jittered over the upper half of each step, and is capped at max_retry_wait_ms', async () => {
+    const solo = [{ provider: 'a', model: 'ma' }];
+    const low = setup({ attempts: 7, max_retry_wait_ms: 1000, circuit: { failures: 100 } }, solo, { random: () => 0, instant: true });
+    assert.equal((await run(low, fail500)).tried.length, 7);
+    assert.deepEqual(low.waits, [50, 100, 200, 400, 500, 500], 'the low end: half of each step');
+    const high = setup({ attempts: 7, max_retry_wait_ms: 1000, circuit: { failures: 100 } }, solo, { random: () => 0.999, instant: true });
+    await run(high, fail500);
+    assert.deepEqual(high.waits.map(Math.round), [100, 200, 400, 800, 1000, 1000], 'the high end: the whole step, at most the cap');
+  });
+
+  test('a wait that would outlast the budget is not begun: the failure\'s own line says give_up', async () => {
+    const s = setup({ attempts: 4, budget_ms: 1000, max_retry_wait_ms: 5000 }, [{ provider: 'a', model: 'ma' }, { provider: 'b', model: 'mb' }], { instant: true });
+    const r = await run(s, () => new UpstreamError('status', 'busy', { status: 503, headers: { 'retry-after-ms': '1500' } }));
+    assert.deepEqual(r.tried, ['a/ma', 'b/mb']);
+    assert.ok(r.result instanceof GatewayError && r.result.status === 502);
+    assert.deepEqual(s.warnings.map((w) => [w['deployment'], w['next'], w['next_deployment']]), [
+      ['a/ma', 'failover', 'b/mb'],
+      ['b/mb', 'give_up', undefined],
+    ]);
+    assert.deepEqual(s.waits, [], 'no wait begun');
+  });
+
+  test('budget_ms stops once the answer has begun: an answer slower than the budget after its first byte succeeds', async () => {
+    const s = setup({ attempts: 1, budget_ms: 100 }, [{ provider: 'a', model: 'ma' }]);
+    const r = await routeRequest(s.routing, s.route, call(), async (d, signal, firstByte) => {
+      firstByte.arrived();
+      await sleep(300, undefined, { signal });
+      return d.id;
+    });
+    assert.equal(r, 'a/ma');
+  });
+
+  test('an answer that began and then failed gives the budget back to the next attempt, with what was left', async () => {
+    const s = setup({ attempts: 3, budget_ms: 200 }, [{ provider: 'a', model: 'ma' }]);
+    const c = call();
+    const done = routeRequest(s.routing, s.route, c, async (_d, signal, firstByte) => {
+      if (c.tried.length === 1) {
+        firstByte.arrived();
+        await sleep(300, undefined, { signal });
+        throw new UpstreamError('reset', 'body cut off');
+      }
+      return new Promise<string>((_, reject) => signal.addEventListener('abort', () => reject(new UpstreamError('aborted', 'cut'))));
+    });
+    await assert.rejects(done, (e: unknown) => e instanceof GatewayError && e.status === 502);
+    assert.deepEqual(c.tried, ['a/ma', 'a/ma'], 'the first attempt outlived the budget; the second was cut by what was left');
+    assert.deepEqual(s.warnings.map((w) => [w['failure'], w['next']]), [['reset', 'retry'], ['timeout', 'give_up']]);
+  });
+
+  test('a budget that runs out is not the deployment\'s failure: its circuit stays closed, a probe is handed back', async () => {
+    const s = setup({ attempts: 3, budget_ms: 100, circuit: { failures: 1, window_ms: 10_000, cooldown_ms: 5000 } }, [{ provider: 'a', model: 'ma' }]);
+    const hang = (_d: Deployment, signal: AbortSignal): Promise<string> =>
+      new Promise((_, reject) => signal.addEventListener('abort', () => reject(new UpstreamError('aborted', 'cut'))));
+    const state = (): Record<string, unknown> => {
+      const v = s.routing.health.view()[0]!;
+      return { state: v.state, recent_failures: v.recent_failures, failures: v.failures };
+    };
+    await assert.rejects(routeRequest(s.routing, s.route, call(), hang), (e: unknown) => e instanceof GatewayError && e.status === 502);
+    assert.deepEqual(state(), { state: 'closed', recent_failures: 0, failures: 0 });
+    assert.equal(s.warnings.at(-1)!['next'], 'give_up');
+    await run(s, fail500);
+    s.advance(5000);
+    assert.equal(state()['state'], 'half_open');
+    await assert.rejects(routeRequest(s.routing, s.route, call(), hang), (e: unknown) => e instanceof GatewayError && e.status === 502);
+    assert.equal(state()['state'], 'half_open', 'the probe was handed back, not failed');
+    assert.deepEqual((await run(s, () => null)).tried, ['a/ma'], 'the next request probes');
+    assert.equal(state()['state'], 'closed');
   });
 });

@@ -5,11 +5,13 @@
 // 502, or 503 when all were busy, after exactly `attempts` upstream requests counted at the fakes.
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, test, type TestContext } from 'node:test';
 import OpenAI from 'openai';
+import { request } from 'undici';
 import { parseUsd } from '../src/billing/money.js';
-import { startTestGateway, type TestGateway } from './helpers/gateway.js';
+import { backgroundDone, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { startFakeUpstream, type Behavior, type FakeUpstream } from './helpers/upstream.js';
 
 const UPSTREAM_KEY = 'sk-upstream-secret-reliability-0123';
@@ -304,5 +306,215 @@ describe('circuit breaker over HTTP', () => {
     assert.ok(Number(r.headers['retry-after']) >= 59, r.headers['retry-after']);
     assert.equal(r.headers['x-token360-attempts'], '0');
     assert.equal(bad.requests.length, 1);
+  });
+});
+
+describe('the budget, broken streams, money and a client leaving, across attempts', () => {
+  let gw: TestGateway;
+  let late: FakeUpstream;
+  let brk: FakeUpstream;
+  let idle: FakeUpstream;
+  let hang: FakeUpstream;
+  let bad: FakeUpstream;
+  let good: FakeUpstream;
+  const fakes = (): FakeUpstream[] => [late, brk, idle, hang, bad, good];
+
+  before(async () => {
+    [late, brk, idle, hang, bad, good] = await Promise.all(Array.from({ length: 6 }, () => startFakeUpstream()));
+    const provider = (f: FakeUpstream) => ({ type: 'openai', base_url: f.url, api_key: UPSTREAM_KEY });
+    // Each model its own deployments, so that one test's failures never reach another's circuit.
+    const tight = { budget_ms: 300, circuit: { failures: 1, window_ms: 60_000, cooldown_ms: 60_000 } };
+    gw = await startTestGateway(
+      {
+        providers: {
+          late: provider(late),
+          brk: provider(brk),
+          idle: { ...provider(idle), idle_timeout_ms: 300 },
+          // Times out soon enough that a request going on without its client would reach `good`.
+          hang: { ...provider(hang), timeout_ms: 3000 },
+          bad: provider(bad),
+          good: provider(good),
+        },
+        models: {
+          'late-body': { pricing: price, routing: tight, deployments: [{ provider: 'late', model: 'body' }] },
+          'late-headers': { pricing: price, routing: tight, deployments: [{ provider: 'late', model: 'headers' }, { provider: 'good', model: 'g1', priority: 1 }] },
+          brk: { pricing: price, routing: { circuit: { failures: 2, window_ms: 60_000, cooldown_ms: 60_000 } }, deployments: [{ provider: 'brk', model: 'b' }, { provider: 'good', model: 'g2', priority: 1 }] },
+          idle: { pricing: price, routing: { circuit: { failures: 1, window_ms: 60_000, cooldown_ms: 60_000 } }, deployments: [{ provider: 'idle', model: 'i' }] },
+          leave: { pricing: price, deployments: [{ provider: 'hang', model: 'h' }, { provider: 'good', model: 'g3', priority: 1 }] },
+          retried: { pricing: price, deployments: [{ provider: 'bad', model: 'x' }, { provider: 'good', model: 'g4', priority: 1 }] },
+          failing: { pricing: price, deployments: [{ provider: 'bad', model: 'y' }, { provider: 'bad', model: 'z' }] },
+        },
+      },
+      { captureLogs: true },
+    );
+  });
+  after(async () => {
+    await gw.close();
+    await Promise.all(fakes().map((f) => f.close()));
+  });
+  beforeEach(() => {
+    for (const f of fakes()) {
+      f.setBehavior({ kind: 'ok' });
+      f.requests.length = 0;
+    }
+  });
+
+  const deployments = async (): Promise<Record<string, Record<string, unknown>>> =>
+    Object.fromEntries(((await gw.admin('GET', '/deployments')).json.data as Record<string, unknown>[]).map((d) => [`${d['provider']}/${d['model']}`, d]));
+  const failedLines = (deployment: string): Record<string, unknown>[] =>
+    gw.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['msg'] === 'upstream attempt failed' && l['deployment'] === deployment);
+  const settledAccount = (accountId: string): Promise<Record<string, string>> =>
+    eventually(
+      'holds released',
+      async () => {
+        await backgroundDone(gw);
+        return (await gw.admin('GET', `/accounts/${accountId}`)).json as Record<string, string>;
+      },
+      (a) => a['held'] === '0.000000000',
+    );
+
+  test('budget_ms ends at the first byte: a non-streamed answer whose headers come at once and body after the budget is served', async () => {
+    late.setBehavior({ kind: 'ok', bodyDelayMs: 800 });
+    const t0 = performance.now();
+    const r = await gw.http('POST', '/v1/chat/completions', { key: (await gw.createKey()).key, body: { model: 'late-body', messages: hi } });
+    assert.equal(r.status, 200, r.text);
+    assert.ok(performance.now() - t0 >= 750, 'the body came after the budget');
+    assert.equal(r.json.choices[0].message.content, 'Hello from the fake upstream.');
+    assert.equal(r.headers['x-token360-attempts'], '1');
+    assert.equal(late.requests.length, 1);
+    assert.deepEqual(failedLines('late/body'), []);
+  });
+
+  test('headers later than budget_ms: the documented 502 after one attempt, and the deployment\'s circuit stays closed', async () => {
+    late.setBehavior({ kind: 'ok', delayMs: 3000 });
+    const r = await gw.http('POST', '/v1/chat/completions', { key: (await gw.createKey()).key, body: { model: 'late-headers', messages: hi } });
+    assert.equal(r.status, 502, r.text);
+    assert.equal(r.json.error.type, 'api_error');
+    assert.equal(r.headers['x-token360-attempts'], '1', 'the budget is spent: no failover');
+    assert.equal(good.requests.length, 0);
+    const d = (await deployments())['late/headers']!;
+    assert.equal(d['state'], 'closed', 'one failure opens this circuit, but a spent budget is not a failure of the deployment');
+    assert.equal(d['recent_failures'], 0);
+    const lines = await eventually('its log line', async () => failedLines('late/headers'), (l) => l.length === 1);
+    assert.equal(lines[0]!['failure'], 'timeout');
+    assert.equal(lines[0]!['next'], 'give_up');
+    // The deployment still takes requests.
+    late.setBehavior({ kind: 'ok' });
+    const again = await gw.http('POST', '/v1/chat/completions', { key: (await gw.createKey()).key, body: { model: 'late-headers', messages: hi } });
+    assert.equal(again.headers['x-token360-deployment'], 'late/headers');
+  });
+
+  test('a deployment whose streams break after their first event: each is logged and counted, and `failures` of them open its circuit', async () => {
+    brk.setBehavior({ kind: 'stream', breakAfter: 2 });
+    const { key } = await gw.createKey();
+    for (let i = 1; i <= 2; i++) {
+      const r = await gw.http('POST', '/v1/chat/completions', { key, body: { model: 'brk', messages: hi, stream: true } });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['x-token360-deployment'], 'brk/b', 'never failed over after the first byte');
+      assert.match(r.text, /"error"/);
+      const d = (await deployments())['brk/b']!;
+      assert.equal(d['failures'], i);
+      assert.equal(d['recent_failures'], i);
+      assert.equal(d['state'], i === 2 ? 'open' : 'closed');
+    }
+    const lines = await eventually('a line per broken stream', async () => failedLines('brk/b'), (l) => l.length === 2);
+    for (const l of lines) {
+      assert.equal(l['next'], 'stop');
+      assert.equal(l['attempt'], 1);
+      assert.equal(l['failure'], 'reset');
+      assert.equal(typeof l['traceId'], 'string');
+    }
+    const r = await gw.http('POST', '/v1/chat/completions', { key, body: { model: 'brk', messages: hi, stream: true } });
+    assert.equal(r.headers['x-token360-deployment'], 'good/g2', 'the open circuit is skipped');
+    assert.doesNotMatch(r.text, /"error"/);
+    assert.equal(brk.requests.length, 2);
+  });
+
+  test('a stream whose upstream falls silent past idle_timeout_ms after its first event is counted against the deployment', async () => {
+    idle.setBehavior({ kind: 'stream', hangAfter: 2 });
+    const r = await gw.http('POST', '/v1/chat/completions', { key: (await gw.createKey()).key, body: { model: 'idle', messages: hi, stream: true } });
+    assert.equal(r.status, 200);
+    assert.match(r.text, /"error"/);
+    const d = (await deployments())['idle/i']!;
+    assert.equal(d['failures'], 1);
+    assert.equal(d['state'], 'open', 'one failure opens this circuit');
+    const [line] = await eventually('its log line', async () => failedLines('idle/i'), (l) => l.length === 1);
+    assert.equal(line!['failure'], 'timeout');
+    assert.equal(line!['next'], 'stop');
+  });
+
+  test('a client that leaves during a failover: the request ends with 499 and the next deployment never hears of it', async () => {
+    hang.setBehavior({ kind: 'hang' });
+    const { key, id } = await gw.createKey();
+    const ac = new AbortController();
+    const sent = request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'leave', messages: hi }),
+      signal: ac.signal,
+    }).catch((e: unknown) => e);
+    await eventually('the first deployment has the request', async () => hang.requests.length, (n) => n === 1);
+    const left = performance.now();
+    ac.abort();
+    assert.ok((await sent) instanceof Error);
+    const upstreamCut = await hang.waitForClientAbort();
+    assert.ok(upstreamCut - left < 1500, `the hanging upstream request was cut at once (${Math.round(upstreamCut - left)} ms), not at its timeout`);
+    const [u] = await eventually('the 499 record', async () => (await gw.admin('GET', `/usage?key_id=${id}`)).json.data as Record<string, unknown>[], (d) => d.length === 1);
+    assert.equal(u!['status'], 499);
+    assert.equal(u!['error_type'], 'client_closed');
+    assert.equal(u!['cost'], '0.000000000');
+    assert.equal(good.requests.length, 0);
+  });
+
+  test('money across retries: concurrent requests failing over against a balance that affords only part; every cost is a debit, nothing stays held', async () => {
+    bad.setBehavior({ kind: 'status', status: 500 });
+    good.setBehavior({ kind: 'ok', delayMs: 20 });
+    const credit = '0.0005';
+    const { key, id, accountId } = await gw.createKey({ credit });
+    const n = 60;
+    const rs = await Promise.all(
+      Array.from({ length: n }, async (_, i) => {
+        const r = await request(`${gw.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'retried', messages: [{ role: 'user', content: `request ${i}` }], max_tokens: 50, stream: i % 2 === 0 }),
+        });
+        return { status: r.statusCode, text: await r.body.text() };
+      }),
+    );
+    const ok = rs.filter((r) => r.status === 200);
+    const refused = rs.filter((r) => r.status === 402);
+    assert.equal(ok.length + refused.length, n, `statuses: ${[...new Set(rs.map((r) => r.status))]}`);
+    assert.ok(ok.length > 0 && refused.length > 0, `${ok.length} served, ${refused.length} refused`);
+    for (const r of ok) assert.ok(!r.text.includes('"error"'), r.text);
+    const acct = await settledAccount(accountId);
+    const balance = parseUsd(acct['balance']!)!;
+    assert.ok(balance >= 0n);
+    const usage = (await gw.admin('GET', `/usage?key_id=${id}&limit=1000`)).json.data as Record<string, unknown>[];
+    assert.equal(usage.length, n, 'one usage record per request, whatever its attempts');
+    for (const u of usage.filter((x) => x['status'] === 200)) {
+      assert.equal(u['attempts'], 2);
+      assert.equal(u['provider'], 'good');
+      assert.equal(parseUsd(u['cost'] as string), COST, 'only the answer that reached the client');
+    }
+    assert.ok(usage.filter((u) => u['status'] === 402).every((u) => u['cost'] === '0.000000000'));
+    const costs = usage.reduce((s, u) => s + parseUsd(u['cost'] as string)!, 0n);
+    assert.equal(costs, parseUsd(credit)! - balance, 'the sum of the records\' costs is what left the balance');
+    const ledger = await gw.running.store.ledgerTotals(accountId);
+    assert.equal(ledger.debits, costs);
+    assert.equal(ledger.credits - ledger.debits, balance);
+    assert.equal(bad.requests.length, ok.length, 'a refused request never went upstream; a served one failed once first');
+
+    // Everything failing: nothing is charged and nothing stays held.
+    const poor = await gw.createKey({ credit });
+    const r = await gw.http('POST', '/v1/chat/completions', { key: poor.key, body: { model: 'failing', messages: hi, max_tokens: 50 } });
+    assert.equal(r.status, 502);
+    assert.equal(r.headers['x-token360-attempts'], '3');
+    const after = await settledAccount(poor.accountId);
+    assert.equal(after['balance'], '0.000500000');
+    const records = (await gw.admin('GET', `/usage?key_id=${poor.id}`)).json.data as Record<string, unknown>[];
+    assert.deepEqual(records.map((u) => [u['status'], u['cost']]), [[502, '0.000000000']]);
+    const l = await gw.running.store.ledgerTotals(poor.accountId);
+    assert.equal(l.credits - l.debits, parseUsd(credit));
   });
 });

@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { ADMIN_KEY_SETTING, resolveAdminKey } from '../auth/admin.js';
@@ -90,7 +91,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
   const { app, gateway } = buildApp({
     gateway: {
       store, catalog, keys: new KeyCache(store), limiter, sinks: [], background: new Set(), streams: new Set(),
-      routing: { health, affinity: new Affinity(), log, random: Math.random, signals: metrics },
+      routing: { health, affinity: new Affinity(), log, random: Math.random, sleep: (ms, signal) => sleep(ms, undefined, { signal }), signals: metrics },
       signals: metrics,
     },
     adminHash: () => adminHash,

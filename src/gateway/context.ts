@@ -1,7 +1,7 @@
 import type { GatewayError } from '../errors.js';
 import type { Admission } from '../limits/admit.js';
 import type { Subject } from '../limits/types.js';
-import type { ModelRoute } from '../routing/catalog.js';
+import type { Deployment, ModelRoute } from '../routing/catalog.js';
 import type { ApiKey, Hold } from '../store/types.js';
 import type { Estimate, RequestHeaders } from './endpoint.js';
 import type { TraceParent } from './trace.js';
@@ -57,7 +57,8 @@ export interface RequestContext<P> {
   outputCap: number;
   /** The cap per choice sent upstream; null leaves it to the provider. */
   maxTokens: number | null;
-  /** route: the deployment that answered (or was last tried). */
+  /** route: the deployment that answered (or was last tried), and its provider's name and upstream model. */
+  deployment: Deployment | null;
   provider: string | null;
   upstreamModel: string | null;
   /** route: upstream requests made; null until routing starts. */
@@ -73,6 +74,6 @@ export interface RequestContext<P> {
 export function newContext<P>(ex: Exchange, key: ApiKey, endpoint: string): RequestContext<P> {
   return {
     ex, endpoint, key, upstreamWaitMs: null, model: '', route: null, request: null, stream: false, estimate: null, subjects: [], admission: null,
-    hold: null, quotaDay: null, outputCap: 0, maxTokens: null, provider: null, upstreamModel: null, attempts: null, ttftMs: null, finished: false,
+    hold: null, quotaDay: null, outputCap: 0, maxTokens: null, deployment: null, provider: null, upstreamModel: null, attempts: null, ttftMs: null, finished: false,
   };
 }

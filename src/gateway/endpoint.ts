@@ -1,6 +1,6 @@
 import type { Bill } from '../billing/bill.js';
 import type { GatewayError } from '../errors.js';
-import type { ChatStream, UpstreamTrace } from '../providers/contract.js';
+import type { ChatStream, FirstByte, UpstreamTrace } from '../providers/contract.js';
 import type { Deployment, ModelRoute } from '../routing/catalog.js';
 import type { ApiKey } from '../store/types.js';
 import type { JsonObject, StreamEvent, Usage } from '../types/chat.js';
@@ -82,8 +82,11 @@ export interface Endpoint<P> {
   narrow?(p: P, route: ModelRoute): Promise<ModelRoute>;
   /** What the request may cost; `route` is the model's (its context window bounds what the request cannot show, such as a stored conversation). */
   estimate(p: P, route: ModelRoute): Estimate;
-  /** One attempt at a deployment, not streamed; `trace`: the headers every upstream request of this client request carries. */
-  call(p: P, d: Deployment, maxTokens: number | null, signal: AbortSignal, trace: UpstreamTrace): Promise<EndpointResult>;
+  /**
+   * One attempt at a deployment, not streamed; `trace`: the headers every upstream request of this
+   * client request carries; `firstByte`: told when the answer begins (the provider's ChatCall).
+   */
+  call(p: P, d: Deployment, maxTokens: number | null, signal: AbortSignal, trace: UpstreamTrace, firstByte: FirstByte): Promise<EndpointResult>;
   /** One attempt at a deployment, streamed: resolves once the upstream has accepted (its first event). */
   open(p: P, d: Deployment, maxTokens: number | null, signal: AbortSignal, trace: UpstreamTrace): Promise<ChatStream>;
   encoder(p: P, model: string): StreamEncoder;

@@ -5,8 +5,9 @@ import { bill, outputAllowance, type Bill } from '../billing/bill.js';
 import { countText } from '../billing/estimate.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import { UpstreamError } from '../providers/upstream-error.js';
+import type { FirstByte } from '../providers/contract.js';
 import type { Deployment } from '../routing/catalog.js';
-import { routeRequest } from '../routing/retry.js';
+import { routeRequest, streamBroke } from '../routing/retry.js';
 import type { Usage } from '../types/chat.js';
 import { newContext, type Exchange, type RequestContext } from './context.js';
 import type { Endpoint } from './endpoint.js';
@@ -66,7 +67,7 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
     // Built once: every attempt (retries, failover) carries the same ids.
     const t = upstreamTrace(ex.traceId, ex.clientRequestId, ex.traceParent);
     if (!ctx.stream) {
-      const r = await route(gw, ep, ctx, (d, signal) => ep.call(p, d, ctx.maxTokens, signal, t));
+      const r = await route(gw, ep, ctx, (d, signal, firstByte) => ep.call(p, d, ctx.maxTokens, signal, t, firstByte));
       const b = charge(gw, ctx, r.usage, () => r.delivered());
       // The answer leaves once its settlement is durable: a client that got it has been billed.
       await finish(gw.sinks, ctx, 200, null, b.usage, b.cost);
@@ -100,7 +101,7 @@ const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache
  * Route: retries and failover across the model's deployments (routing/retry.ts); each attempt
  * notes its deployment and number, so the record and the headers say how the answer came.
  */
-function route<P, T>(gw: Gateway, ep: Endpoint<P>, ctx: RequestContext<P>, send: (d: Deployment, signal: AbortSignal) => Promise<T>): Promise<T> {
+function route<P, T>(gw: Gateway, ep: Endpoint<P>, ctx: RequestContext<P>, send: (d: Deployment, signal: AbortSignal, firstByte: FirstByte) => Promise<T>): Promise<T> {
   const session = ep.session?.(ctx.request!, ctx.ex.requestHeaders);
   ctx.attempts = 0;
   const began = performance.now();
@@ -113,6 +114,7 @@ function route<P, T>(gw: Gateway, ep: Endpoint<P>, ctx: RequestContext<P>, send:
       // Per key and model: one key's sessions never steer another's, and a session may use several models.
       session: session === undefined ? null : `${ctx.key.id}\n${ctx.route!.id}\n${session}`,
       onAttempt: (d, n) => {
+        ctx.deployment = d;
         ctx.provider = d.provider.name;
         ctx.upstreamModel = d.upstreamModel;
         ctx.attempts = n;
@@ -152,8 +154,13 @@ function charge<P>(gw: Gateway, ctx: RequestContext<P>, reported: Usage | null, 
   return b;
 }
 
-/** A stream's settlement: a cut stream is billed for what was generated (the upstream's count if it came, else the delivered text counted). */
+/**
+ * A stream's settlement: a cut stream is billed for what was generated (the upstream's count if it
+ * came, else the delivered text counted). An upstream that broke it off is told to routing, which
+ * could no longer fail over but keeps the deployment's health.
+ */
 function settleStream<P>(gw: Gateway, ctx: RequestContext<P>, o: StreamOutcome): { bill: Bill; durable: Promise<unknown> } {
+  if (o.failure !== null) streamBroke(gw.routing, ctx.route!, ctx.deployment!, ctx.ex.traceId, ctx.attempts!, o.failure);
   const b = charge(gw, ctx, o.usage, () => o.delivered);
   const [status, type] = o.clientGone ? [499, 'client_closed'] : o.error !== null ? [o.error.status, o.error.type] : [200, null];
   return { bill: b, durable: finish(gw.sinks, ctx, status, type, b.usage, b.cost) };

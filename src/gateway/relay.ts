@@ -33,6 +33,8 @@ export interface StreamOutcome {
   delivered: string;
   /** How it ended when not whole: the error sent as the stream's last frame. */
   error: GatewayError | null;
+  /** The upstream's failure that ended it (not the client leaving, the shutdown or the output cap): the deployment's doing. */
+  failure: UpstreamError | null;
   clientGone: boolean;
   /** The gateway ended it at the output cap. */
   capped: boolean;
@@ -48,7 +50,7 @@ const CAPPED = Symbol('capped');
  * A consumer that stops early (the client went away) still gets the request billed.
  */
 export async function* relay(stream: ChatStream, enc: StreamEncoder, o: RelayOptions): AsyncGenerator<string, void, undefined> {
-  const out: StreamOutcome = { usage: null, delivered: '', error: null, clientGone: false, capped: false };
+  const out: StreamOutcome = { usage: null, delivered: '', error: null, failure: null, clientGone: false, capped: false };
   const open = new Set<number>();
   /** Tokens of `delivered` once counting began; null while the text is too short to pass the limit. */
   let tokens: number | null = null;
@@ -128,6 +130,7 @@ export async function* relay(stream: ChatStream, enc: StreamEncoder, o: RelayOpt
     // The upstream would go on generating (and costing) what nobody will be billed for: close it.
     if (out.capped) o.abort();
     out.error = cutBy ?? (clientGone || failure === null ? null : streamError(failure));
+    if (cutBy === null && !clientGone && failure instanceof UpstreamError && failure.failure !== 'aborted') out.failure = failure;
     out.clientGone = clientGone;
     settled = true;
     const { bill, durable } = o.settle(out);

@@ -15,6 +15,14 @@ import type { UpstreamLimits } from './whole-body.js';
  */
 export type UpstreamTrace = Readonly<Record<string, string>>;
 
+/**
+ * Told when an upstream's answer begins: routing's `budget_ms` (SPEC §7) bounds only the time
+ * before the first byte, so from then on the provider's own timeout alone bounds the attempt.
+ */
+export interface FirstByte {
+  arrived(): void;
+}
+
 export interface ChatCall {
   request: ChatRequest;
   /** The deployment's model name at the provider. */
@@ -27,6 +35,11 @@ export interface ChatCall {
   /** Aborted when the client goes away: the provider stops its upstream request at once. */
   signal: AbortSignal;
   trace: UpstreamTrace;
+  /**
+   * Told when a non-streamed answer begins (a 2xx's headers). A stream need not tell: its first
+   * event is when chatStream resolves.
+   */
+  firstByte?: FirstByte | undefined;
 }
 
 /**
@@ -44,6 +57,7 @@ export interface EmbeddingsCall {
   upstreamModel: string;
   signal: AbortSignal;
   trace: UpstreamTrace;
+  firstByte?: FirstByte | undefined;
 }
 
 /** An OpenAI embeddings answer, parsed (a provider that converts) or as the upstream's bytes (one that relays). */

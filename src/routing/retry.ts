@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { GatewayError } from '../errors.js';
+import type { FirstByte } from '../providers/contract.js';
 import { retryAfterMs, toGatewayError, UpstreamError } from '../providers/upstream-error.js';
 import type { Signals } from '../types/signals.js';
 import type { Affinity } from './affinity.js';
@@ -17,6 +17,8 @@ export interface Routing {
   signals: Pick<Signals, 'upstreamAttempt'>;
   /** [0, 1): weighted order and backoff jitter; injected so tests can pin them. */
   random: () => number;
+  /** Waits out a backoff or retry-after; rejects once `signal` aborts. Injected so tests can see the waits. */
+  sleep: (ms: number, signal: AbortSignal) => Promise<void>;
 }
 
 /** One client request as routing sees it. */
@@ -65,49 +67,38 @@ interface Candidate {
  * again), in the model's order: the session's last deployment first, then tiers by priority,
  * weighted within a tier; deployments whose circuit is open are skipped. A retry of a deployment
  * already tried waits a jittered exponential backoff, or its retry-after when that is within
- * `max_retry_wait_ms` (a longer one drops it). The whole effort before the first byte is bounded
- * by `budget_ms`; the client going away ends it at once. With every attempt failed the client
- * sees 503 when all were merely busy, else the last real failure (502, or 400 for its own fault).
+ * `max_retry_wait_ms` (a longer one drops it). The time before the first byte is bounded by
+ * `budget_ms` (Budget); the client going away ends it at once. With every attempt failed the
+ * client sees 503 when all were merely busy, else the last real failure (502, or 400 for its own
+ * fault).
  */
-export async function routeRequest<T>(r: Routing, route: ModelRoute, call: RouteCall, send: (d: Deployment, signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function routeRequest<T>(
+  r: Routing,
+  route: ModelRoute,
+  call: RouteCall,
+  send: (d: Deployment, signal: AbortSignal, firstByte: FirstByte) => Promise<T>,
+): Promise<T> {
   const policy = route.policy;
   const cands = candidates(r, route, call.session);
-  const started = performance.now();
-  // The attempts' signal: the client's, or the budget's running out. Once an answer starts the
-  // timer is cleared, so a stream only ends with its client. A listener links the two: a
-  // fraction of the cost of AbortSignal.any, which registers weak references per request.
-  const budget = new AbortController();
-  let spent = false;
-  const timer = setTimeout(() => {
-    spent = true;
-    budget.abort();
-  }, policy.budgetMs);
-  if (call.signal.aborted) budget.abort();
-  else call.signal.addEventListener('abort', () => budget.abort(), { once: true });
+  const budget = new Budget(policy.budgetMs, call.signal);
   const signal = budget.signal;
   let busy: UpstreamError | null = null;
   let failed: { d: Deployment; err: UpstreamError } | null = null;
   let made = 0;
   try {
-    while (made < policy.attempts) {
-      const pick = choose(cands, r.health.now());
-      if (pick === null) break;
+    let pick = choose(cands, r.health.now());
+    /** Before the next attempt: its backoff or retry-after, already known to fit the budget. */
+    let wait = 0;
+    while (pick !== null) {
       const { c, admission } = pick;
       const probe = admission === 'probe';
-      if (c.tries > 0) {
-        const wait = Math.max(backoff(c.tries, policy.maxRetryWaitMs, r.random), c.readyAt - performance.now());
-        if (performance.now() + wait - started >= policy.budgetMs) {
+      if (wait > 0) {
+        try {
+          await r.sleep(wait, signal);
+        } catch {
           c.h.circuit.released(probe);
+          if (call.signal.aborted) throw new UpstreamError('aborted', 'client went away');
           break;
-        }
-        if (wait > 0) {
-          try {
-            await sleep(wait, undefined, { signal });
-          } catch {
-            c.h.circuit.released(probe);
-            if (call.signal.aborted) throw new UpstreamError('aborted', 'client went away');
-            break;
-          }
         }
       }
       made++;
@@ -116,8 +107,8 @@ export async function routeRequest<T>(r: Routing, route: ModelRoute, call: Route
       call.onAttempt(c.d, made);
       const t0 = performance.now();
       try {
-        const result = await send(c.d, signal);
-        clearTimeout(timer);
+        const result = await send(c.d, signal, budget);
+        budget.stop();
         c.h.latency(performance.now() - t0);
         c.h.circuit.succeeded(probe);
         r.signals.upstreamAttempt(c.d.id, 'ok');
@@ -131,28 +122,50 @@ export async function routeRequest<T>(r: Routing, route: ModelRoute, call: Route
           if (!call.signal.aborted || (thrown instanceof UpstreamError && thrown.failure === 'aborted')) throw thrown;
           throw new UpstreamError('aborted', 'client went away', { cause: thrown });
         }
-        // The budget ran out during this attempt: a timeout before the first byte, and the end.
-        const e = spent ? new UpstreamError('timeout', 'routing budget spent before the first byte') : thrown;
+        if (budget.spent) {
+          // The budget ran out during this attempt: the end. Most of it may have gone to earlier
+          // attempts and backoffs, and a slow answer is not a broken one: no mark on this deployment.
+          const e = new UpstreamError('timeout', 'routing budget spent before the first byte');
+          c.h.circuit.released(probe);
+          r.signals.upstreamAttempt(c.d.id, 'timeout');
+          failed = { d: c.d, err: e };
+          logFailed(r, call.traceId, c, made, e, GIVE_UP);
+          break;
+        }
+        // An answer that began and then failed (a body cut off): the budget runs again for the next.
+        budget.resume();
+        const e = thrown;
         const v = verdict(e);
         c.h.failures++;
         if (counts(e)) c.h.circuit.failed(r.health.now(), policy.circuit, probe);
         else c.h.circuit.released(probe);
         r.signals.upstreamAttempt(c.d.id, e.failure === 'status' ? `http_${e.status}` : e.failure);
         if (v === 'stop') {
-          logFailed(r, call.traceId, c, made, e, { next: 'stop' });
+          logFailed(r, call.traceId, c, made, e, STOP);
           throw toGatewayError(e, c.d.provider.secrets);
         }
         if (e.isSaturated) busy = e;
         else failed = { d: c.d, err: e };
-        const wait = v === 'retry' ? retryAfterMs(e.headers) : null;
-        if (v === 'elsewhere' || (wait !== null && wait > policy.maxRetryWaitMs)) c.dropped = true;
-        else if (wait !== null) c.readyAt = performance.now() + wait;
-        logFailed(r, call.traceId, c, made, e, spent || made >= policy.attempts ? { next: 'give_up' } : nextStep(cands, c));
-        if (spent) break;
+        const after = v === 'retry' ? retryAfterMs(e.headers) : null;
+        if (v === 'elsewhere' || (after !== null && after > policy.maxRetryWaitMs)) c.dropped = true;
+        else if (after !== null) c.readyAt = performance.now() + after;
+        // The next attempt is chosen now, so that this line says what really comes next.
+        pick = made < policy.attempts ? choose(cands, r.health.now()) : null;
+        wait = 0;
+        if (pick !== null && pick.c.tries > 0) {
+          const now = performance.now();
+          wait = Math.max(backoff(pick.c.tries, policy.maxRetryWaitMs, r.random), pick.c.readyAt - now);
+          if (wait >= budget.left(now)) {
+            // The wait would outlast the budget: give up now rather than sleep into its end.
+            pick.c.h.circuit.released(pick.admission === 'probe');
+            pick = null;
+          }
+        }
+        logFailed(r, call.traceId, c, made, e, pick === null ? GIVE_UP : pick.c === c ? RETRY : { next: 'failover', next_deployment: pick.c.d.id });
       }
     }
   } finally {
-    clearTimeout(timer);
+    budget.stop();
   }
   if (failed !== null) throw toGatewayError(failed.err, failed.d.provider.secrets);
   if (busy !== null) throw toGatewayError(busy);
@@ -161,25 +174,98 @@ export async function routeRequest<T>(r: Routing, route: ModelRoute, call: Route
 }
 
 /**
- * What routing plans after a failed attempt, as its log line says: `retry` the same deployment,
- * `failover` to another (named), `give_up` (attempts, budget or deployments used up: the client
- * gets the failure), or `stop` (the request's own fault, or an answer too large to send twice).
- * The plan ignores circuits, which the next attempt asks: its own line shows where it went.
+ * The request's time before the first byte (`budget_ms`), and the attempts' signal: aborted when
+ * the client goes away or the budget runs out. The clock stops once an answer begins (a stream's
+ * first event, a non-streamed answer's headers: `arrived`), so an upstream that is slow to finish
+ * is bounded by its own timeout alone, and a stream only ends with its client; it runs again if
+ * that answer fails before reaching the client and another attempt follows. One object per
+ * request stands for the controller, its timer and the client listener (`handleEvent`), so no
+ * closure is made for the client.
  */
-type NextStep = { next: 'retry' | 'give_up' | 'stop' } | { next: 'failover'; next_deployment: string };
+class Budget implements FirstByte {
+  private readonly ac = new AbortController();
+  readonly signal = this.ac.signal;
+  /** It ran out (not the client leaving). */
+  spent = false;
+  private timer: NodeJS.Timeout | null;
+  /** Running: when it runs out, on the clock of `performance.now()`. Stopped: the ms left. */
+  private until: number;
+  private running = true;
 
-function nextStep(cands: Candidate[], failed: Candidate): NextStep {
-  let least = Infinity;
-  for (const c of cands) if (!c.dropped && c.tries < least) least = c.tries;
-  // choose()'s order: the first of the least tried.
-  const to = cands.find((c) => !c.dropped && c.tries === least);
-  if (to === undefined) return { next: 'give_up' };
-  return to === failed ? { next: 'retry' } : { next: 'failover', next_deployment: to.d.id };
+  constructor(ms: number, client: AbortSignal) {
+    this.until = performance.now() + ms;
+    this.timer = setTimeout(this.expire, ms);
+    if (client.aborted) this.ac.abort();
+    else client.addEventListener('abort', this, { once: true });
+  }
+
+  /** The client went away. */
+  handleEvent(): void {
+    this.ac.abort();
+  }
+
+  private readonly expire = (): void => {
+    this.spent = true;
+    this.ac.abort();
+  };
+
+  /** Ms left before it runs out, at `now` (performance.now()). */
+  left(now: number): number {
+    return this.running ? this.until - now : this.until;
+  }
+
+  /** An answer began: the clock stops, what is left is kept. */
+  arrived(): void {
+    if (!this.running || this.spent) return;
+    this.until -= performance.now();
+    this.stop();
+  }
+
+  /** The answer that began failed, and another attempt may follow: the clock runs again with what was left. */
+  resume(): void {
+    if (this.running || this.spent) return;
+    this.running = true;
+    this.timer = setTimeout(this.expire, Math.max(0, this.until));
+    this.until += performance.now();
+  }
+
+  /** For good: an answer is on its way to the client, or routing is over. */
+  stop(): void {
+    if (this.timer === null) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.running = false;
+  }
 }
 
+/**
+ * What routing does after a failed attempt, as its log line says: `retry` the same deployment,
+ * `failover` to another (named), `give_up` (attempts, budget or deployments used up: the client
+ * gets the failure), or `stop` (the request's own fault, an answer too large to send twice, or a
+ * stream that broke after its first byte). It is the next attempt's own choice, circuits asked
+ * and its backoff known to fit the budget.
+ */
+type NextStep = { next: 'retry' | 'give_up' | 'stop' } | { next: 'failover'; next_deployment: string };
+const RETRY: NextStep = { next: 'retry' };
+const GIVE_UP: NextStep = { next: 'give_up' };
+const STOP: NextStep = { next: 'stop' };
+
 /** The line of a failed attempt: where, which attempt, how it failed, what comes next. Never the credential, nor the upstream's words. */
-function logFailed(r: Routing, traceId: string, c: Candidate, attempt: number, e: UpstreamError, step: NextStep): void {
+function logFailed(r: Routing, traceId: string, c: { d: Deployment }, attempt: number, e: UpstreamError, step: NextStep): void {
   r.log.warn({ traceId, deployment: c.d.id, attempt, failure: e.failure, status: e.status, ...step }, 'upstream attempt failed');
+}
+
+/**
+ * A stream that failed after its first event reached the client (cut off, silent past its idle
+ * timeout, an upstream error event): too late for another attempt (SPEC §7), but the
+ * deployment's doing, so its health and circuit count it as they count an attempt that failed
+ * before, and it gets its line.
+ */
+export function streamBroke(r: Routing, route: ModelRoute, d: Deployment, traceId: string, attempt: number, e: UpstreamError): void {
+  const h = r.health.of(d);
+  h.failures++;
+  if (counts(e)) h.circuit.failed(r.health.now(), route.policy.circuit, false);
+  logFailed(r, traceId, { d }, attempt, e, STOP);
 }
 
 /** Every deployment's circuit is open: busy, come back when the first may be probed. */

@@ -14,7 +14,8 @@ export interface UpstreamUsage {
 }
 
 export type Behavior =
-  | { kind: 'ok'; text?: string; usage?: UpstreamUsage; delayMs?: number; gate?: Promise<void> }
+  /** `bodyDelayMs` (not streamed): the headers go out at once, the body after this long. */
+  | { kind: 'ok'; text?: string; usage?: UpstreamUsage; delayMs?: number; bodyDelayMs?: number; gate?: Promise<void> }
   | { kind: 'status'; status: number; body?: unknown; headers?: Record<string, string> }
   | { kind: 'reset' }
   | { kind: 'hang' }
@@ -132,7 +133,7 @@ function field(body: unknown, key: string): unknown {
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const payload = typeof body === 'string' ? body : JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  if (!res.headersSent) res.writeHead(status, { 'content-type': 'application/json', ...headers });
   res.end(payload);
 }
 
@@ -263,6 +264,11 @@ export async function startFakeUpstream(opts: { behavior?: Behavior } = {}): Pro
     if ((b.kind === 'ok' || b.kind === 'stream') && b.gate !== undefined) await b.gate;
     if (b.kind === 'ok' && !wantsStream) {
       if (!(await wait(b.delayMs))) return;
+      if (b.bodyDelayMs !== undefined) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.flushHeaders();
+        if (!(await wait(b.bodyDelayMs))) return;
+      }
       return sendJson(res, 200, {
         id,
         object: 'chat.completion',

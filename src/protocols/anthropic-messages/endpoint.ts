@@ -54,8 +54,8 @@ export const anthropicMessages: Endpoint<MessagesInput> = {
   stream: (p) => p.params.stream,
   session: (p, h) => anthropicSession(p.body, h),
   estimate: (p) => ({ promptTokens: p.promptTokens, maxOutput: p.params.maxTokens, choices: 1 }),
-  async call(p, d, maxTokens, signal, trace) {
-    return result(await d.provider.chat({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal, trace }));
+  async call(p, d, maxTokens, signal, trace, firstByte) {
+    return result(await d.provider.chat({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal, trace, firstByte }));
   },
   open: (p, d, maxTokens, signal, trace) => d.provider.chatStream({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal, trace }),
   encoder: (p, model) => new MessagesStreamEncoder(model, p.promptTokens),

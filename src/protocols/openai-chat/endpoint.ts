@@ -40,8 +40,8 @@ export const openAIChat: Endpoint<ChatInput> = {
   stream: (p) => p.params.stream,
   session: (p, h) => openAISession(p.body, h),
   estimate: (p) => ({ promptTokens: estimatePromptTokens(p.body), maxOutput: p.params.maxTokens, choices: p.params.n }),
-  async call(p, d, maxTokens, signal, trace) {
-    const r = await d.provider.chat({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal, trace });
+  async call(p, d, maxTokens, signal, trace, firstByte) {
+    const r = await d.provider.chat({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal, trace, firstByte });
     return result(r);
   },
   open: (p, d, maxTokens, signal, trace) => d.provider.chatStream({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal, trace }),

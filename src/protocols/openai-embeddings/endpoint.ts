@@ -24,8 +24,8 @@ export const openAIEmbeddings: Endpoint<EmbeddingsInput> = {
   validate: (body) => ({ body, promptTokens: inputTokens(body['input']) }),
   stream: () => false,
   estimate: (p) => ({ promptTokens: p.promptTokens, maxOutput: 0, choices: 1 }),
-  async call(p, d, _maxTokens, signal, trace) {
-    return result(await d.provider.embeddings({ body: p.body, upstreamModel: d.upstreamModel, signal, trace }));
+  async call(p, d, _maxTokens, signal, trace, firstByte) {
+    return result(await d.provider.embeddings({ body: p.body, upstreamModel: d.upstreamModel, signal, trace, firstByte }));
   },
   open: () => Promise.reject(new Error('embeddings are not streamed')),
   encoder: () => {

@@ -88,9 +88,9 @@ export function openAIResponses(origins: ResponseOrigins): Endpoint<ResponsesInp
       return { ...route, tiers };
     },
 
-    async call(p, d, maxTokens, signal, trace) {
+    async call(p, d, maxTokens, signal, trace, firstByte) {
       check(p, d);
-      const r = await d.provider.chat({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal, trace });
+      const r = await d.provider.chat({ request: p.request, upstreamModel: d.upstreamModel, maxTokens, signal, trace, firstByte });
       const native = r.native?.protocol === PROTOCOL ? r.native.body : null;
       if (native !== null && p.params.store) await remember(native['id'], d, p.accountId);
       return result(r, native, p.body);

@@ -1,6 +1,6 @@
 import { Pool, errors as undiciErrors } from 'undici';
 import { badRequest } from '../../errors.js';
-import type { UpstreamTrace } from '../contract.js';
+import type { FirstByte, UpstreamTrace } from '../contract.js';
 import { SseDecoder } from '../sse.js';
 import type { JsonObject } from '../types.js';
 import { UpstreamError } from '../upstream-error.js';
@@ -12,6 +12,8 @@ type ResponseData = Awaited<ReturnType<Pool['request']>>;
 export interface RequestScope {
   signal: AbortSignal;
   trace: UpstreamTrace;
+  /** Told when a non-streamed answer's 2xx headers came (routing's budget ends there). */
+  firstByte?: FirstByte | undefined;
 }
 
 /** What every HTTP provider's config has (SPEC §1): where, with which credential, and its timeouts. */
@@ -112,6 +114,8 @@ export class UpstreamHttp {
     try {
       if (clientSignal.aborted) ac.abort();
       const res = await this.send(method, path, payload, ac.signal, this.cfg.timeout_ms, this.cfg.timeout_ms, scope.trace, extra);
+      // The answer has begun: a body slow to come is bounded by timeout_ms, not routing's budget.
+      scope.firstByte?.arrived();
       return take(await readWhole(res, this.limits), res.statusCode);
     } catch (e) {
       throw classify(e, timedOut);
