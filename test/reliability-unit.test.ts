@@ -327,30 +327,47 @@ describe('routeRequest', () => {
     assert.deepEqual(s.waits, [], 'no wait begun');
   });
 
-  test('budget_ms stops once the answer has begun: an answer slower than the budget after its first byte succeeds', async () => {
+  test('budget_ms does not cut a non-streamed request on its way: an answer slower than the budget succeeds', async () => {
     const s = setup({ attempts: 1, budget_ms: 100 }, [{ provider: 'a', model: 'ma' }]);
     const r = await routeRequest(s.routing, s.route, call(), async (d, signal, firstByte) => {
-      firstByte.arrived();
+      firstByte.waiting();
       await sleep(300, undefined, { signal });
       return d.id;
     });
     assert.equal(r, 'a/ma');
   });
 
-  test('an answer that began and then failed gives the budget back to the next attempt, with what was left', async () => {
-    const s = setup({ attempts: 3, budget_ms: 200 }, [{ provider: 'a', model: 'ma' }]);
+  test('a non-streamed attempt that outlived the budget and then failed is the last: its time counted', async () => {
+    const s = setup({ attempts: 3, budget_ms: 200 }, [{ provider: 'a', model: 'ma' }, { provider: 'b', model: 'mb' }]);
     const c = call();
     const done = routeRequest(s.routing, s.route, c, async (_d, signal, firstByte) => {
+      firstByte.waiting();
+      await sleep(300, undefined, { signal });
+      throw new UpstreamError('status', 'server error', { status: 500, headers: {} });
+    });
+    await assert.rejects(done, (e: unknown) => e instanceof GatewayError && e.status === 502);
+    assert.deepEqual(c.tried, ['a/ma'], 'no attempt is started with no budget left');
+    assert.deepEqual(s.warnings.map((w) => [w['failure'], w['next']]), [['status', 'give_up']]);
+  });
+
+  test('a non-streamed attempt that failed within the budget leaves what is left to the next, which the budget cuts again', async () => {
+    const s = setup({ attempts: 3, budget_ms: 300 }, [{ provider: 'a', model: 'ma' }, { provider: 'b', model: 'mb' }]);
+    const c = call();
+    const t0 = performance.now();
+    const done = routeRequest(s.routing, s.route, c, async (_d, signal, firstByte) => {
       if (c.tried.length === 1) {
-        firstByte.arrived();
-        await sleep(300, undefined, { signal });
+        firstByte.waiting();
+        await sleep(100, undefined, { signal });
         throw new UpstreamError('reset', 'body cut off');
       }
+      // A stream that never opens.
       return new Promise<string>((_, reject) => signal.addEventListener('abort', () => reject(new UpstreamError('aborted', 'cut'))));
     });
     await assert.rejects(done, (e: unknown) => e instanceof GatewayError && e.status === 502);
-    assert.deepEqual(c.tried, ['a/ma', 'a/ma'], 'the first attempt outlived the budget; the second was cut by what was left');
-    assert.deepEqual(s.warnings.map((w) => [w['failure'], w['next']]), [['reset', 'retry'], ['timeout', 'give_up']]);
+    const took = performance.now() - t0;
+    assert.ok(took >= 290 && took < 1000, `cut at the budget's end (${took} ms)`);
+    assert.deepEqual(c.tried, ['a/ma', 'b/mb']);
+    assert.deepEqual(s.warnings.map((w) => [w['failure'], w['next']]), [['reset', 'failover'], ['timeout', 'give_up']]);
   });
 
   test('a budget that runs out is not the deployment\'s failure: its circuit stays closed, a probe is handed back', async () => {

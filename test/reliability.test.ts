@@ -373,22 +373,30 @@ describe('the budget, broken streams, money and a client leaving, across attempt
       (a) => a['held'] === '0.000000000',
     );
 
-  test('budget_ms ends at the first byte: a non-streamed answer whose headers come at once and body after the budget is served', async () => {
-    late.setBehavior({ kind: 'ok', bodyDelayMs: 800 });
-    const t0 = performance.now();
-    const r = await gw.http('POST', '/v1/chat/completions', { key: (await gw.createKey()).key, body: { model: 'late-body', messages: hi } });
-    assert.equal(r.status, 200, r.text);
-    assert.ok(performance.now() - t0 >= 750, 'the body came after the budget');
-    assert.equal(r.json.choices[0].message.content, 'Hello from the fake upstream.');
-    assert.equal(r.headers['x-token360-attempts'], '1');
-    assert.equal(late.requests.length, 1);
-    assert.deepEqual(failedLines('late/body'), []);
+  test('budget_ms does not cut a non-streamed answer: one slower than the budget (headers with the body, or body after the headers) is served', async () => {
+    const { key } = await gw.createKey();
+    for (const behavior of [{ kind: 'ok', delayMs: 800 }, { kind: 'ok', bodyDelayMs: 800 }] as const) {
+      late.setBehavior(behavior);
+      late.requests.length = 0;
+      const t0 = performance.now();
+      const r = await gw.http('POST', '/v1/chat/completions', { key, body: { model: 'late-headers', messages: hi } });
+      assert.equal(r.status, 200, r.text);
+      assert.ok(performance.now() - t0 >= 750, 'the answer came after the budget');
+      assert.equal(r.json.choices[0].message.content, 'Hello from the fake upstream.');
+      assert.equal(r.headers['x-token360-attempts'], '1');
+      assert.equal(r.headers['x-token360-deployment'], 'late/headers');
+      assert.equal(late.requests.length, 1);
+    }
+    assert.equal(good.requests.length, 0);
+    assert.deepEqual(failedLines('late/headers'), []);
   });
 
-  test('headers later than budget_ms: the documented 502 after one attempt, and the deployment\'s circuit stays closed', async () => {
-    late.setBehavior({ kind: 'ok', delayMs: 3000 });
-    const r = await gw.http('POST', '/v1/chat/completions', { key: (await gw.createKey()).key, body: { model: 'late-headers', messages: hi } });
+  test('a stream whose first event comes after budget_ms: the documented 502 after one attempt, and the deployment\'s circuit stays closed', async () => {
+    late.setBehavior({ kind: 'stream', firstByteDelayMs: 3000 });
+    const t0 = performance.now();
+    const r = await gw.http('POST', '/v1/chat/completions', { key: (await gw.createKey()).key, body: { model: 'late-headers', messages: hi, stream: true } });
     assert.equal(r.status, 502, r.text);
+    assert.ok(performance.now() - t0 < 2500, 'cut by the budget, not by the upstream');
     assert.equal(r.json.error.type, 'api_error');
     assert.equal(r.headers['x-token360-attempts'], '1', 'the budget is spent: no failover');
     assert.equal(good.requests.length, 0);

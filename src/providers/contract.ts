@@ -16,11 +16,12 @@ import type { UpstreamLimits } from './whole-body.js';
 export type UpstreamTrace = Readonly<Record<string, string>>;
 
 /**
- * Told when an upstream's answer begins: routing's `budget_ms` (SPEC §7) bounds only the time
- * before the first byte, so from then on the provider's own timeout alone bounds the attempt.
+ * Routing's `budget_ms` (SPEC §7) bounds the time before the first byte. A non-streamed answer
+ * has none before it is whole, so its transport says when such a request is on its way: from then
+ * on the provider's own timeout alone bounds the attempt.
  */
 export interface FirstByte {
-  arrived(): void;
+  waiting(): void;
 }
 
 export interface ChatCall {

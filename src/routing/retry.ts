@@ -132,7 +132,7 @@ export async function routeRequest<T>(
           logFailed(r, call.traceId, c, made, e, GIVE_UP);
           break;
         }
-        // An answer that began and then failed (a body cut off): the budget runs again for the next.
+        // Another attempt may follow: the budget cuts again, with what is left (a non-streamed attempt stopped it).
         budget.resume();
         const e = thrown;
         const v = verdict(e);
@@ -152,11 +152,12 @@ export async function routeRequest<T>(
         // The next attempt is chosen now, so that this line says what really comes next.
         pick = made < policy.attempts ? choose(cands, r.health.now()) : null;
         wait = 0;
-        if (pick !== null && pick.c.tries > 0) {
+        if (pick !== null) {
           const now = performance.now();
-          wait = Math.max(backoff(pick.c.tries, policy.maxRetryWaitMs, r.random), pick.c.readyAt - now);
+          if (pick.c.tries > 0) wait = Math.max(backoff(pick.c.tries, policy.maxRetryWaitMs, r.random), pick.c.readyAt - now);
           if (wait >= budget.left(now)) {
-            // The wait would outlast the budget: give up now rather than sleep into its end.
+            // The budget is gone (a non-streamed attempt outlived it) or the wait would outlast
+            // it: give up now rather than start what it would cut.
             pick.c.h.circuit.released(pick.admission === 'probe');
             pick = null;
           }
@@ -175,22 +176,21 @@ export async function routeRequest<T>(
 
 /**
  * The request's time before the first byte (`budget_ms`), and the attempts' signal: aborted when
- * the client goes away or the budget runs out. The clock stops once an answer begins (a stream's
- * first event, a non-streamed answer's headers: `arrived`), so an upstream that is slow to finish
- * is bounded by its own timeout alone, and a stream only ends with its client; it runs again if
- * that answer fails before reaching the client and another attempt follows. One object per
- * request stands for the controller, its timer and the client listener (`handleEvent`), so no
- * closure is made for the client.
+ * the client goes away or the budget runs out. A non-streamed answer has no first byte before it
+ * is whole, so once such a request is on its way (`waiting`) the budget no longer cuts it: a long
+ * answer is bounded by the provider's own timeout alone, and the time it took still counts
+ * against any attempt after it. A stream's attempt is cut when the budget runs out before its
+ * first event. One object per request stands for the controller, its timer and the client
+ * listener (`handleEvent`), so no closure is made for the client.
  */
 class Budget implements FirstByte {
   private readonly ac = new AbortController();
   readonly signal = this.ac.signal;
-  /** It ran out (not the client leaving). */
+  /** It ran out while an attempt could be cut (not the client leaving). */
   spent = false;
   private timer: NodeJS.Timeout | null;
-  /** Running: when it runs out, on the clock of `performance.now()`. Stopped: the ms left. */
-  private until: number;
-  private running = true;
+  /** When it runs out, on the clock of `performance.now()`. */
+  private readonly until: number;
 
   constructor(ms: number, client: AbortSignal) {
     this.until = performance.now() + ms;
@@ -205,28 +205,25 @@ class Budget implements FirstByte {
   }
 
   private readonly expire = (): void => {
+    this.timer = null;
     this.spent = true;
     this.ac.abort();
   };
 
   /** Ms left before it runs out, at `now` (performance.now()). */
   left(now: number): number {
-    return this.running ? this.until - now : this.until;
+    return this.until - now;
   }
 
-  /** An answer began: the clock stops, what is left is kept. */
-  arrived(): void {
-    if (!this.running || this.spent) return;
-    this.until -= performance.now();
+  /** A non-streamed request is on its way: the budget stops cutting it (see above). */
+  waiting(): void {
     this.stop();
   }
 
-  /** The answer that began failed, and another attempt may follow: the clock runs again with what was left. */
+  /** An attempt failed and another may follow: the budget cuts again, with what is left. */
   resume(): void {
-    if (this.running || this.spent) return;
-    this.running = true;
-    this.timer = setTimeout(this.expire, Math.max(0, this.until));
-    this.until += performance.now();
+    if (this.timer !== null || this.spent) return;
+    this.timer = setTimeout(this.expire, Math.max(0, this.until - performance.now()));
   }
 
   /** For good: an answer is on its way to the client, or routing is over. */
@@ -234,7 +231,6 @@ class Budget implements FirstByte {
     if (this.timer === null) return;
     clearTimeout(this.timer);
     this.timer = null;
-    this.running = false;
   }
 }
 

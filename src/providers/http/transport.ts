@@ -113,9 +113,9 @@ export class UpstreamHttp {
     }, this.cfg.timeout_ms);
     try {
       if (clientSignal.aborted) ac.abort();
+      // A long answer is bounded by timeout_ms, not routing's budget (FirstByte).
+      scope.firstByte?.waiting();
       const res = await this.send(method, path, payload, ac.signal, this.cfg.timeout_ms, this.cfg.timeout_ms, scope.trace, extra);
-      // The answer has begun: a body slow to come is bounded by timeout_ms, not routing's budget.
-      scope.firstByte?.arrived();
       return take(await readWhole(res, this.limits), res.statusCode);
     } catch (e) {
       throw classify(e, timedOut);
