@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import { pino, type DestinationStream, type Logger } from 'pino';
 
 // The process's one logger. Secrets are kept out structurally: no log call passes a request, its
@@ -34,17 +35,66 @@ function err(e: unknown): object {
 /** Lines gather up to this many bytes, or for at most FLUSH_MS, before they are written. */
 const BUFFER_BYTES = 4096;
 const FLUSH_MS = 100;
+/** Lines a reader that does not keep up leaves unwritten are dropped past this many bytes. */
+const MAX_PENDING_BYTES = 4 << 20;
 
 /**
- * `destination`: where lines go; tests give a stream to read them back. By default stdout,
- * buffered: lines gather and go out together, at most FLUSH_MS late, instead of a system call
- * per request line (a fifth of the gateway's CPU per request at one request at a time). pino
- * flushes what is left when the process exits.
+ * Standard output, buffered: lines gather and go out together, at most FLUSH_MS late, in one
+ * write(2) on this thread, instead of a system call per request line (a fifth of the gateway's
+ * CPU per request at one request at a time). Not sonic-boom: its asynchronous mode hops to the
+ * thread pool for every write, and at exit its synchronous flush retries a write to a reader
+ * that has gone (EPIPE) forever, so a gateway whose log reader died could not be stopped. Here a
+ * reader that has gone ends the logging, one that is full (EAGAIN) gets the lines on a later
+ * flush, and what is left at exit is tried once.
  */
+export class StdoutLines implements DestinationStream {
+  private pending: string[] = [];
+  private bytes = 0;
+  private closed = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly fd = 1) {
+    this.timer = setInterval(() => this.flush(), FLUSH_MS).unref();
+    process.once('exit', () => this.flush());
+  }
+
+  write(line: string): void {
+    if (this.closed) return;
+    if (this.bytes > MAX_PENDING_BYTES) return;
+    this.pending.push(line);
+    this.bytes += line.length;
+    if (this.bytes >= BUFFER_BYTES) this.flush();
+  }
+
+  flush(): void {
+    if (this.closed || this.bytes === 0) return;
+    const text = this.pending.length === 1 ? this.pending[0]! : this.pending.join('');
+    this.pending = [];
+    this.bytes = 0;
+    const buf = Buffer.from(text);
+    let at = 0;
+    try {
+      while (at < buf.length) at += writeSync(this.fd, buf, at);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN' || code === 'EWOULDBLOCK') {
+        // The rest goes first on the next flush, in order.
+        const rest = buf.subarray(at).toString();
+        this.pending.unshift(rest);
+        this.bytes += rest.length;
+        return;
+      }
+      this.closed = true;
+      clearInterval(this.timer);
+    }
+  }
+}
+
+/** The process's standard output: one buffer for every logger (a test process starts many gateways). */
+let stdoutLines: StdoutLines | null = null;
+
+/** `destination`: where lines go; tests give a stream to read them back. By default standard output (StdoutLines). */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = { level, redact: { paths: REDACT, censor: '[redacted]' }, serializers: { req, res, err } };
-  if (destination !== undefined) return pino(options, destination);
-  const out = pino.destination({ dest: 1, sync: false, minLength: BUFFER_BYTES });
-  setInterval(() => out.flush(), FLUSH_MS).unref();
-  return pino(options, out);
+  return pino(options, destination ?? (stdoutLines ??= new StdoutLines()));
 }
