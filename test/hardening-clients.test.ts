@@ -532,7 +532,7 @@ describe('body shape: nesting and member count', () => {
             }
             assert.match(r.json.error.message, message, what);
             // Refused in validation: no attempt; in the provider: its one attempt, not retried.
-            assert.equal(r.headers['x-token360-attempts'], param === '' ? '1' : undefined, `${what}: no retry`);
+            assert.equal(r.headers['x-token360-attempts'], param === '' ? '1' : '0', `${what}: no retry`);
           }
           assert.equal(ant.received.length, 0, 'the anthropic upstream received nothing');
           assert.equal(gem.received.length, 0, 'the gemini upstream received nothing');

@@ -187,6 +187,24 @@ describe('retries and failover', () => {
     assert.equal(good.requests.length, 0);
   });
 
+  test('answers refused before routing say so: x-token360-attempts 0 and no deployment (401, 404, 400, 402)', async () => {
+    const poor = await gw.createKey({ credit: '0' });
+    const cases: [string, { key: string; body: unknown }][] = [
+      ['401 bad key', { key: 'sk-' + 'x'.repeat(48), body: { model: 'm', messages: hi } }],
+      ['404 unknown model', { key: key.key, body: { model: 'no-such-model', messages: hi } }],
+      ['400 bad body', { key: key.key, body: { model: 'm', messages: 'hi' } }],
+      ['402 no balance', { key: poor.key, body: { model: 'm', messages: hi } }],
+    ];
+    const before = bad.requests.length + good.requests.length + other.requests.length;
+    for (const [what, req] of cases) {
+      const r = await gw.http('POST', '/v1/chat/completions', req);
+      assert.equal(String(r.status), what.slice(0, 3), `${what}: ${r.text}`);
+      assert.equal(r.headers['x-token360-attempts'], '0', what);
+      assert.equal(r.headers['x-token360-deployment'], undefined, what);
+    }
+    assert.equal(bad.requests.length + good.requests.length + other.requests.length, before, 'no upstream request');
+  });
+
   test('a stream that breaks after its first event is not failed over: one upstream request, the client gets the error event', async () => {
     bad.setBehavior({ kind: 'stream', breakAfter: 2 });
     const r = await gw.http('POST', '/v1/chat/completions', { key: key.key, body: { model: 'm', messages: hi, stream: true } });

@@ -42,7 +42,7 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
     // No key, so no outcome and no sink: the request line is written here (SPEC §8).
     const err = judged(gw, ex, e);
     gw.log.info(refusedLine(ex, ep.name, err.status, err.type, performance.now() - ex.started), 'request');
-    return render(ep, ex, err);
+    return render(ep, ex, err, NOT_ROUTED);
   }
   let p: P;
   try {
@@ -60,7 +60,7 @@ export async function handle<P>(gw: Gateway, ep: Endpoint<P>, ex: Exchange): Pro
     if (isGatewayError(e) && e.limit !== undefined) gw.signals.limitRefused(e.limit);
     void finish(gw.sinks, ctx, ...failure(e));
     if (ctx.admission === null) await refusedHeaders(gw, ctx.key, ex);
-    return errorReply(gw, ep, ex, e);
+    return errorReply(gw, ep, ex, e, NOT_ROUTED);
   }
 
   try {
@@ -127,6 +127,9 @@ function route<P, T>(gw: Gateway, ep: Endpoint<P>, ctx: RequestContext<P>, send:
     return r;
   });
 }
+
+/** A request refused before routing: no upstream request was made (SPEC §7: every answer says how it went). */
+const NOT_ROUTED: Readonly<Record<string, string>> = { 'x-token360-attempts': '0' };
 
 /** How the answer came (SPEC §7): on every reply once routing has begun; no deployment when none was tried (all circuits open). */
 function routed<P>(ctx: RequestContext<P>): Record<string, string> | null {
