@@ -108,8 +108,9 @@ function checkBlock(b: unknown, at: string): void {
         c.forEach((x, k) => checkBlock(x, `${at}.content.${k}`));
       }
       // A provider of another protocol may parse the result as JSON (providers/gemini), its text
-      // blocks joined as parse.ts joins them.
-      const fault = embeddedJsonFault(typeof c === 'string' ? c : Array.isArray(c) ? joinedText(c, '\n') : '');
+      // blocks joined as parse.ts joins them (by lines), or with nothing between them (Gemini's
+      // converter, when an image sits among them).
+      const fault = typeof c === 'string' ? embeddedJsonFault(c) : Array.isArray(c) ? (embeddedJsonFault(joinedText(c, '\n')) ?? embeddedJsonFault(joinedText(c))) : null;
       if (fault !== null) fail(`${at}.content`, fault);
       const isError = b['is_error'];
       if (isError !== undefined && isError !== null && typeof isError !== 'boolean') fail(`${at}.is_error`, 'Input should be a valid boolean');
