@@ -84,7 +84,7 @@ function record(m: Metrics, o: Outcome): void {
   const model = o.modelId ?? 'unknown';
   m.inFlight--;
   if (o.hold !== null) m.holds--;
-  m.requests.inc([o.route, model, statusText(o.status), o.errorType ?? '']);
+  m.requests.inc([o.route, model, String(o.status), o.errorType ?? '']);
   const u = o.usage;
   const input = u.promptTokens - u.cachedTokens - u.cacheWriteTokens;
   tokens(m, model, 'input', input);
@@ -105,12 +105,4 @@ function record(m: Metrics, o: Outcome): void {
 
 function tokens(m: Metrics, model: string, type: string, n: number): void {
   if (Number.isFinite(n) && n > 0) m.tokens.inc([model, type], n);
-}
-
-/** Statuses as label values, made once. */
-const STATUS_TEXT = new Map<number, string>();
-function statusText(status: number): string {
-  let t = STATUS_TEXT.get(status);
-  if (t === undefined) STATUS_TEXT.set(status, (t = String(status)));
-  return t;
 }
