@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { request } from 'undici';
 import { ADMIN_KEY, backgroundDone, startTestGateway } from './helpers/gateway.js';
 import { startFakeUpstream } from './helpers/upstream.js';
+import { configSchema } from '../src/config/schema.js';
 
 /** `name{labels} value` lines of the Prometheus text, labels parsed. */
 function samples(text: string, name: string): { labels: Record<string, string>; value: number }[] {
@@ -162,4 +163,24 @@ test('metrics: a known mix of requests is counted by value as the usage records 
     await bad.close();
     await hanging.close();
   }
+});
+
+test('metrics.enabled: false: no /metrics (404 in our shape, admin key or not), requests served and recorded as before; metrics.port without metrics is a config error', async () => {
+  const gw = await startTestGateway({ metrics: { enabled: false } });
+  try {
+    const k = await gw.createKey();
+    const r = await gw.http('POST', '/v1/chat/completions', { key: k.key, body: { model: 'demo', messages: [{ role: 'user', content: 'hi' }] } });
+    assert.equal(r.status, 200);
+    const m = await gw.http('GET', '/metrics', { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+    assert.equal(m.status, 404);
+    assert.equal((m.json as { error: { type: string } }).error.type, 'not_found_error');
+    assert.equal(gw.running.metricsPort, null);
+    await backgroundDone(gw);
+    const usage = await gw.admin('GET', '/usage?limit=10');
+    assert.equal((usage.json as { data: unknown[] }).data.length, 1, 'the request is recorded as ever');
+  } finally {
+    await gw.close();
+  }
+  assert.throws(() => configSchema.parse({ metrics: { enabled: false, port: 9400 } }), /metrics\.port needs metrics\.enabled/);
+  assert.deepEqual(configSchema.parse({}).metrics, { enabled: true });
 });

@@ -9,6 +9,7 @@ import { AnthropicUpstream } from './helpers/anthropic-upstream.js';
 import { ADMIN_KEY, backgroundDone, startTestGateway, type HttpResult, type TestGateway } from './helpers/gateway.js';
 import { GEMINI_KEY, startGemini, type GeminiUpstream } from './helpers/gemini-upstream.js';
 import { startFakeUpstream, type FakeUpstream, type RecordedRequest } from './helpers/upstream.js';
+import { createLogger, infoLines } from '../src/compose/logger.js';
 
 const OPENAI_KEY = 'sk-proj-openai-upstream-secret-0123456789ABCDEFabcdef';
 const OPENAI_WRONG_KEY = 'sk-proj-openai-wrong-secret-9876543210ZYXWVUzyxwvu';
@@ -316,4 +317,22 @@ describe('logs: request lines, upstream failures, audit, no secrets', () => {
     assert.deepEqual([...counts.keys()].filter((id) => !answered.includes(id)), [], 'no request line without a response');
     assert.ok(answered.length >= 20, `traffic enough: ${answered.length}`);
   });
+});
+
+test('request lines written by infoLines are the lines pino writes for the same fields (level, time, pid, hostname, fields in order, msg); below info, none', () => {
+  const out: string[] = [];
+  const log = createLogger('info', { write: (l: string) => void out.push(l) });
+  const fields = { traceId: 'req_0123', client_request_id: null, model: 'a "quoted"\nmodel \u2028 ünï', stream: false, attempts: 2, cost: '0.000123', ttft_ms: null };
+  log.info(fields, 'request');
+  infoLines(log).info(fields, 'request');
+  infoLines(log).info({}, 'request');
+  log.info({}, 'request');
+  assert.equal(out.length, 4);
+  const sameTime = (l: string) => l.replace(/"time":\d+/, '"time":0');
+  assert.equal(sameTime(out[1]!), sameTime(out[0]!));
+  assert.equal(sameTime(out[2]!), sameTime(out[3]!));
+  assert.ok(out[1]!.endsWith('}\n'));
+  const quiet: string[] = [];
+  infoLines(createLogger('warn', { write: (l: string) => void quiet.push(l) })).info(fields, 'request');
+  assert.deepEqual(quiet, []);
 });

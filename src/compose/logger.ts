@@ -93,6 +93,36 @@ export class StdoutLines implements DestinationStream {
 /** The process's standard output: one buffer for every logger (a test process starts many gateways). */
 let stdoutLines: StdoutLines | null = null;
 
+/** The part of a logger the request lines need (gateway/log-sink.ts): pino's, or a test's. */
+export interface InfoLines {
+  info(obj: object, msg: string): void;
+}
+
+/**
+ * Lines at info of flat objects of plain values (the request lines), written to the logger's
+ * destination as pino writes them (level, time, pid and hostname, the fields, msg) but built by
+ * one JSON.stringify. pino serialises field by field, through its serializers and redaction, to
+ * guard what it cannot know; these lines are built from fields the gateway chose (no headers, no
+ * errors, nothing to redact), and pino's way was about a tenth of a request's CPU. Through
+ * `pino.symbols`, pino's documented access for integrations, so the lines share its time format,
+ * its bindings and its destination (and a test's destination sees them).
+ */
+export function infoLines(log: Logger): InfoLines {
+  const { streamSym, timeSym, chindingsSym } = pino.symbols;
+  const holder = log as unknown as Record<symbol, unknown>;
+  const stream = holder[streamSym] as DestinationStream;
+  const time = holder[timeSym] as () => string;
+  const bindings = holder[chindingsSym] as string;
+  return {
+    info(obj, msg) {
+      if (!log.isLevelEnabled('info')) return;
+      const fields = JSON.stringify(obj);
+      const body = fields.length > 2 ? `${fields.slice(1, -1)},` : '';
+      stream.write(`{"level":30${time()}${bindings},${body}"msg":${JSON.stringify(msg)}}\n`);
+    },
+  };
+}
+
 /** `destination`: where lines go; tests give a stream to read them back. By default standard output (StdoutLines). */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = { level, redact: { paths: REDACT, censor: '[redacted]' }, serializers: { req, res, err } };

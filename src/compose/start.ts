@@ -11,7 +11,7 @@ import type { Config } from '../config/schema.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { createProviders } from '../providers/registry.js';
 import { ByteBudget } from '../providers/whole-body.js';
-import { createLogger } from './logger.js';
+import { createLogger, infoLines } from './logger.js';
 import { Affinity } from '../routing/affinity.js';
 import { Catalog } from '../routing/catalog.js';
 import { Health } from '../routing/health.js';
@@ -24,6 +24,7 @@ import { buildApp } from '../server/app.js';
 import { billingSink, limitsSink } from '../gateway/sinks.js';
 import { logSink } from '../gateway/log-sink.js';
 import { Metrics, metricsSink } from '../metrics/metrics.js';
+import { NO_SIGNALS } from '../types/signals.js';
 import { serveMetrics } from '../server/metrics-routes.js';
 
 export interface RunningGateway {
@@ -85,14 +86,15 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
   let adminHash = admin.hash;
   const lifecycle = { closing: false };
   const health = new Health(catalog);
-  const metrics = new Metrics(health);
-  if (opts.clusterScrape !== undefined) metrics.shareWithPrimary();
-  const scrape = opts.clusterScrape === undefined ? metrics.registry : { contentType: metrics.registry.contentType, metrics: opts.clusterScrape };
+  const metrics = config.metrics.enabled ? new Metrics(health) : null;
+  if (metrics !== null && opts.clusterScrape !== undefined) metrics.shareWithPrimary();
+  const scrape = metrics === null ? null : opts.clusterScrape === undefined ? metrics.registry : { contentType: metrics.registry.contentType, metrics: opts.clusterScrape };
+  const signals = metrics ?? NO_SIGNALS;
   const { app, gateway } = buildApp({
     gateway: {
       store, catalog, keys: new KeyCache(store), limiter, sinks: [], background: new Set(), streams: new Set(),
-      routing: { health, affinity: new Affinity(), log, random: Math.random, sleep: (ms, signal) => sleep(ms, undefined, { signal }), signals: metrics },
-      signals: metrics,
+      routing: { health, affinity: new Affinity(), log, random: Math.random, sleep: (ms, signal) => sleep(ms, undefined, { signal }), signals },
+      signals,
     },
     adminHash: () => adminHash,
     bodyLimit: config.server.body_limit,
@@ -106,9 +108,10 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     log,
   });
   // Each request's outcome: billing settles and records it, limits release what it took, metrics count it, the log says it.
-  gateway.sinks.push(billingSink(gateway), limitsSink(gateway), metricsSink(metrics));
+  gateway.sinks.push(billingSink(gateway), limitsSink(gateway));
+  if (metrics !== null) gateway.sinks.push(metricsSink(metrics));
   // The level is fixed for the process: below info, no request line is built only to be dropped.
-  if (log.isLevelEnabled('info')) gateway.sinks.push(logSink(gateway.log));
+  if (log.isLevelEnabled('info')) gateway.sinks.push(logSink(infoLines(log)));
   if (recovered > 0) app.log.warn({ holds: recovered }, 'released holds left by a process that stopped mid-request');
   let metricsServer: { port: number; close(): Promise<void> } | null = null;
   const stopRetention = config.retention.usage_days === undefined ? null : startRetention(store, config.retention.usage_days, log);
@@ -126,7 +129,7 @@ export async function startGateway(config: Config, opts: StartOptions = {}): Pro
     await release();
     throw listenError(e, config.server.host, config.server.port);
   }
-  if (config.metrics.port !== undefined && opts.clusterScrape === undefined) {
+  if (metrics !== null && config.metrics.port !== undefined && opts.clusterScrape === undefined) {
     try {
       metricsServer = await serveMetrics(metrics.registry, config.metrics.port);
     } catch (e) {

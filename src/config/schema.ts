@@ -130,8 +130,15 @@ export const configSchema = z
     store: store.default(store.parse({})),
     retention: retention.default({}),
     redis: z.string().optional(),
-    /** `port`: /metrics also served without a key on 127.0.0.1:<port>. */
-    metrics: z.object({ port: z.number().int().min(0).max(65535).optional() }).strict().default({}),
+    /**
+     * `port`: /metrics also served without a key on 127.0.0.1:<port>. `enabled: false`: no
+     * /metrics and no counting per request (a deployment that does not scrape saves the CPU).
+     */
+    metrics: z
+      .object({ enabled: z.boolean().default(true), port: z.number().int().min(0).max(65535).optional() })
+      .strict()
+      .refine((m) => m.enabled || m.port === undefined, { message: 'metrics.port needs metrics.enabled', path: ['port'] })
+      .default({ enabled: true }),
     admin_key: z.string().min(16).optional(),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     providers: z.record(z.string(), providerConfigSchema).default({}),

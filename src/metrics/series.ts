@@ -3,7 +3,7 @@ import type { Registry } from 'prom-client';
 // Counters and histograms for the series fed once per request. prom-client's own take a label
 // object on every call and validate, sort, hash and copy it (and a histogram makes a closure per
 // observation); per request that was a dozen label objects for the garbage collector, the larger
-// part of what metrics cost a request. These find a child by the label values joined into one key
+// part of what metrics cost a request. These find a child by its label values, one map per label,
 // and keep plain numbers; the label object is made once per child. prom-client still owns the
 // registry, the exposition format, the default metrics and the aggregation over workers: it reads
 // these through `get()`, in the shape its own metrics return.
@@ -23,12 +23,11 @@ interface MetricData {
   aggregator: 'sum';
 }
 
-/** The separator of label values in a child's key: a character no label value here contains. */
-const SEP = '\u0000';
-
 abstract class Series<C> {
   readonly aggregator = 'sum';
-  protected readonly children = new Map<string, C>();
+  /** Children by label value, one level per label: no key is built (a join, then its hash) per observation. */
+  private readonly tree = new Map<string, unknown>();
+  protected readonly children: C[] = [];
 
   constructor(
     readonly name: string,
@@ -40,15 +39,27 @@ abstract class Series<C> {
     registry.registerMetric(this as unknown as Parameters<Registry['registerMetric']>[0]);
   }
 
-  protected labelsOf(values: readonly string[]): Record<string, string> {
-    const labels: Record<string, string> = {};
-    this.labelNames.forEach((n, i) => (labels[n] = values[i]!));
-    return labels;
+  /** The child of these label values (in the order of the label names), made on first use. */
+  protected child(values: readonly string[]): C {
+    let node = this.tree;
+    const last = values.length - 1;
+    for (let i = 0; i < last; i++) {
+      let next = node.get(values[i]!) as Map<string, unknown> | undefined;
+      if (next === undefined) node.set(values[i]!, (next = new Map()));
+      node = next;
+    }
+    let c = node.get(values[last]!) as C | undefined;
+    if (c === undefined) {
+      const labels: Record<string, string> = {};
+      this.labelNames.forEach((n, i) => (labels[n] = values[i]!));
+      c = this.make(labels);
+      node.set(values[last]!, c);
+      this.children.push(c);
+    }
+    return c;
   }
 
-  protected static key(values: readonly string[]): string {
-    return values.length === 1 ? values[0]! : values.join(SEP);
-  }
+  protected abstract make(labels: Record<string, string>): C;
 
   abstract get(): Promise<MetricData>;
 }
@@ -63,14 +74,15 @@ export class LeanCounter extends Series<CounterChild> {
   readonly type = 'counter';
 
   inc(values: readonly string[], by = 1): void {
-    const k = Series.key(values);
-    const c = this.children.get(k);
-    if (c !== undefined) c.value += by;
-    else this.children.set(k, { labels: this.labelsOf(values), value: by });
+    this.child(values).value += by;
+  }
+
+  protected make(labels: Record<string, string>): CounterChild {
+    return { labels, value: 0 };
   }
 
   async get(): Promise<MetricData> {
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: [...this.children.values()].map((c) => ({ labels: c.labels, value: c.value })) };
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.children.map((c) => ({ labels: c.labels, value: c.value })) };
   }
 }
 
@@ -92,12 +104,7 @@ export class LeanHistogram extends Series<HistogramChild> {
 
   observe(values: readonly string[], v: number): void {
     if (!Number.isFinite(v)) return;
-    const k = Series.key(values);
-    let c = this.children.get(k);
-    if (c === undefined) {
-      c = { labels: this.labelsOf(values), counts: new Float64Array(this.buckets.length + 1), sum: 0, count: 0 };
-      this.children.set(k, c);
-    }
+    const c = this.child(values);
     let i = 0;
     while (i < this.buckets.length && v > this.buckets[i]!) i++;
     c.counts[i]!++;
@@ -105,10 +112,14 @@ export class LeanHistogram extends Series<HistogramChild> {
     c.count++;
   }
 
+  protected make(labels: Record<string, string>): HistogramChild {
+    return { labels, counts: new Float64Array(this.buckets.length + 1), sum: 0, count: 0 };
+  }
+
   async get(): Promise<MetricData> {
     const values: MetricValue[] = [];
     const bucket = `${this.name}_bucket`;
-    for (const c of this.children.values()) {
+    for (const c of this.children) {
       let acc = 0;
       this.buckets.forEach((le, i) => {
         acc += c.counts[i]!;

@@ -30,8 +30,8 @@ export interface AppOptions {
   corsOrigins: readonly string[];
   /** Shared with the shutdown that sets `closing`: the probes read it. */
   lifecycle: Lifecycle;
-  /** What GET /metrics (admin key) shows. */
-  metrics: Scrape;
+  /** What GET /metrics (admin key) shows; null when metrics are off (`metrics.enabled: false`): no such route. */
+  metrics: Scrape | null;
   log: Logger;
 }
 
@@ -147,7 +147,7 @@ export function buildApp(opts: AppOptions): { app: FastifyInstance; gateway: Gat
   registerV1Routes(app, gateway, { maxConcurrent: opts.maxConcurrentRequests, judge });
   registerAdminRoutes(app, gateway.store, opts.adminHash, gateway.routing.health, opts.log);
   registerHealthRoutes(app, gateway, opts.lifecycle);
-  registerMetricsRoute(app, opts.metrics, opts.adminHash);
+  if (opts.metrics !== null) registerMetricsRoute(app, opts.metrics, opts.adminHash);
   return { app, gateway };
 }
 

@@ -1,5 +1,4 @@
-import type { IncomingMessage } from 'node:http';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { LineLog } from '../gateway/log-sink.js';
 
 // One request line for every response that carries an x-request-id (SPEC §8). The pipeline's
@@ -7,12 +6,16 @@ import type { LineLog } from '../gateway/log-sink.js';
 // gateway/log-sink.ts); every other request (the admin API, /v1/models, probes, a 404, a request
 // shed or refused before it reached the pipeline) gets this shorter one when its response ends.
 
-/** Requests whose line the pipeline writes. */
-const byPipeline = new WeakSet<IncomingMessage>();
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The pipeline took this request: its line is the pipeline's to write. */
+    pipelined: boolean;
+  }
+}
 
 /** The pipeline takes this request: its line is the pipeline's to write. */
-export function handledByPipeline(req: IncomingMessage): void {
-  byPipeline.add(req);
+export function handledByPipeline(req: FastifyRequest): void {
+  req.pipelined = true;
 }
 
 /** What an access line says: no key, account or body; the path without its query (a query may carry a credential). */
@@ -30,8 +33,11 @@ export function accessLine(traceId: string, method: string, url: string, ip: str
 }
 
 export function registerRequestLog(app: FastifyInstance, log: LineLog): void {
+  // A flag on fastify's request (declared once, so every request has the same shape), not a
+  // WeakSet of them: the collector pays for every entry of a weak set.
+  app.decorateRequest('pipelined', false);
   app.addHook('onResponse', (req, reply, done) => {
-    if (!byPipeline.has(req.raw)) log.info(accessLine(req.id, req.method, req.url, req.ip, reply.statusCode, reply.elapsedTime), 'request');
+    if (!req.pipelined) log.info(accessLine(req.id, req.method, req.url, req.ip, reply.statusCode, reply.elapsedTime), 'request');
     done();
   });
 }

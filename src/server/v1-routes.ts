@@ -56,7 +56,7 @@ function registerCounted(app: FastifyInstance, gw: Gateway, judge: JudgeAuthFail
    */
   const serve = <P>(ep: Endpoint<P>) => async (req: FastifyRequest, reply: FastifyReply) => {
     reply.hijack();
-    handledByPipeline(req.raw);
+    handledByPipeline(req);
     const res = reply.raw;
     const ac = new AbortController();
     res.once('close', () => {
