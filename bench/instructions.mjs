@@ -6,6 +6,9 @@
 //   node bench/instructions.mjs [variant ...]          (after npm run build)
 //   variants: a checkout directory (built: dist/ present), optionally followed by
 //             ":log=warn" (no request lines) or ":metrics=off"; default: this checkout
+//   npm run bench:observability    (= --observability) this checkout with observability on
+//             (defaults: metrics and request lines) and off (metrics.enabled false, log_level
+//             warn), alternated ROUNDS times (2); prints each pair and the median cost of it
 //   env: WARM (requests before counting, 3000), N (requests counted, 2000), CONC (in flight, 1),
 //        STREAM=1 (streamed requests instead of whole answers)
 //
@@ -13,7 +16,7 @@
 // off while it warms up (the JIT settles), then on for exactly N requests, then a dump. Prints
 // instructions per request (all the gateway's threads: main, GC helpers, libuv) per variant.
 import { spawn, execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdtempSync, readdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +26,11 @@ const HERE = fileURLToPath(new URL('.', import.meta.url));
 const WARM = Number(process.env.WARM ?? 3000), N = Number(process.env.N ?? 2000), CONC = Number(process.env.CONC ?? 1);
 const STREAM = process.env.STREAM === '1';
 const ADMIN = 'sk-admin-instr-0123456789abcdefghijkl';
-const variants = process.argv.slice(2).length > 0 ? process.argv.slice(2) : [resolve(HERE, '..')];
+const OBSERVABILITY = process.argv[2] === '--observability';
+const ROUNDS = Number(process.env.ROUNDS ?? 2);
+const HOME = resolve(HERE, '..');
+const ON = HOME, OFF = `${HOME}:log=warn:metrics=off`;
+const variants = OBSERVABILITY ? Array.from({ length: ROUNDS }, () => [ON, OFF]).flat() : process.argv.slice(2).length > 0 ? process.argv.slice(2) : [HOME];
 
 function start(cmd, args, opts) {
   const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
@@ -40,6 +47,12 @@ function start(cmd, args, opts) {
   });
 }
 
+try {
+  execFileSync('valgrind', ['--version'], { stdio: 'ignore' });
+} catch {
+  console.error('bench/instructions.mjs needs valgrind (Debian: apt-get install valgrind)');
+  process.exit(2);
+}
 const up = await start('node', [join(HERE, 'upstream.mjs')]);
 const body = JSON.stringify({ model: 'bench', ...(STREAM ? { stream: true, stream_options: { include_usage: true } } : {}), messages: [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'Say hello in one short sentence.' }] });
 
@@ -62,7 +75,9 @@ async function measure(spec) {
     '',
   ].join('\n'));
   const out = join(tmp, 'cg.out');
-  const g = await start('valgrind', ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${out}`, 'node', join(dir, 'dist/cli/main.js'), 'serve', '--config', cfg], { cwd: tmp });
+  // --predictable-gc-schedule: the collector runs when allocation calls for it, not on timers or
+  // idle tasks, which valgrind (fifty times slower) would make fire many times per request.
+  const g = await start('valgrind', ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${out}`, 'node', '--predictable-gc-schedule', join(dir, 'dist/cli/main.js'), 'serve', '--config', cfg], { cwd: tmp });
   const origin = `http://127.0.0.1:${g.port}`;
   const admin = async (path, b) => (await request(origin + path, { method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify(b) })).body.json();
   const acct = await admin('/admin/accounts', { name: 'instr', credit: '1000000' });
@@ -102,15 +117,36 @@ async function measure(spec) {
   }
   g.p.kill('SIGTERM');
   await new Promise((r) => g.p.on('exit', r));
+  // KEEP=1 keeps the dumps (and says where) for callgrind_annotate.
+  if (process.env.KEEP === '1') console.error(`dumps of ${spec}: ${tmp}`);
+  else rmSync(tmp, { recursive: true, force: true });
   return { total: total / N, compile: compile / N, gc: gc / N };
 }
 
 const COMPILE = /compiler::|maglev::|Maglev|turboshaft::|Builtins_CompileLazy|Compiler::|BytecodeGenerator|interpreter::Bytecode|internal::Parser|PreParser|internal::Scanner|baseline::/;
 const GC = /Heap::|Scavenge|MarkCompact|Marking|Sweeper|Evacuat|MinorMC|RememberedSet|SlotSet|Builtins_RecordWrite|MemoryAllocator|ConcurrentMarking/;
 const fmt = (n) => Math.round(n).toLocaleString('en');
+console.log(`${WARM} requests to warm up, ${N} counted, ${CONC} in flight, ${STREAM ? 'streamed' : 'whole answers'}`);
 console.log('variant\tinstructions/request\twithout compilers\tof which GC');
+const results = [];
 for (const v of variants) {
   const r = await measure(v);
+  results.push({ variant: v, ...r });
   console.log(`${v}\t${fmt(r.total)}\t${fmt(r.total - r.compile)}\t${fmt(r.gc)}`);
+}
+if (OBSERVABILITY) {
+  const pct = (a, b) => (100 * (a - b)) / b;
+  const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+  const steady = [], all = [];
+  for (let i = 0; i + 1 < results.length; i += 2) {
+    const [on, off] = [results[i], results[i + 1]];
+    steady.push(pct(on.total - on.compile, off.total - off.compile));
+    all.push(pct(on.total, off.total));
+    console.log(`round ${i / 2 + 1}: observability costs ${steady.at(-1).toFixed(1)} % more instructions per request (${all.at(-1).toFixed(1)} % with the compilers)`);
+  }
+  console.log(`median: ${med(steady).toFixed(1)} % (${med(all).toFixed(1)} % with the compilers)`);
+  const out = join(HERE, 'results', 'observability.json');
+  writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), node: process.version, warm: WARM, counted: N, concurrency: CONC, stream: STREAM, results, steadyPct: steady, allPct: all }, null, 2) + '\n');
+  console.log(`written to ${out}`);
 }
 up.p.kill();
