@@ -1,54 +1,80 @@
 import { WINDOW_MS, type AdmitRequest, type AdmitResult, type LimitState, type Limiter, type SpendResult, type Subject, type Ticket } from './types.js';
 
-interface Entry {
-  t: number;
-  tokens: number;
-}
-
-/** A sliding log of admissions: oldest first, pruned as the window moves. */
+/**
+ * A sliding log of admissions, oldest first, pruned as the window moves: times and tokens in a
+ * ring of two typed arrays, addressed by a running sequence number. Not an object per admission:
+ * at a few thousand requests per second a minute's log is hundreds of thousands of entries, which
+ * as objects the collector would carry into the old generation and mark again and again.
+ */
 class Log {
-  private entries: Entry[] = [];
-  private head = 0;
+  private times = new Float64Array(16);
+  private tokens = new Float64Array(16);
+  private mask = 15;
+  /** Sequence numbers of the oldest live entry and one past the newest; entry n is at n & mask. */
+  private first = 0;
+  private next = 0;
   tokenSum = 0;
 
   prune(now: number): void {
     const edge = now - WINDOW_MS;
-    while (this.head < this.entries.length && this.entries[this.head]!.t <= edge) {
-      this.tokenSum -= this.entries[this.head]!.tokens;
-      this.head++;
-    }
-    if (this.head > 1024 && this.head * 2 > this.entries.length) {
-      this.entries = this.entries.slice(this.head);
-      this.head = 0;
+    while (this.first < this.next && this.times[this.first & this.mask]! <= edge) {
+      this.tokenSum -= this.tokens[this.first & this.mask]!;
+      this.first++;
     }
   }
 
   get count(): number {
-    return this.entries.length - this.head;
+    return this.next - this.first;
   }
 
   /** When the oldest admission leaves the window. */
   resetMs(now: number): number {
-    return this.count === 0 ? 0 : this.entries[this.head]!.t + WINDOW_MS - now;
+    return this.count === 0 ? 0 : this.times[this.first & this.mask]! + WINDOW_MS - now;
   }
 
-  add(e: Entry): void {
-    this.entries.push(e);
-    this.tokenSum += e.tokens;
+  /** Adds an admission; its sequence number lets `correct` find it. */
+  add(t: number, tokens: number): number {
+    if (this.count > this.mask) this.grow();
+    const i = this.next & this.mask;
+    this.times[i] = t;
+    this.tokens[i] = tokens;
+    this.tokenSum += tokens;
+    return this.next++;
+  }
+
+  /**
+   * The admission `seq` used `tokens`, if it is still in the log. One that has left the window
+   * but is not yet pruned leaves the sum with its correction at the next prune, which every read
+   * begins with.
+   */
+  correct(seq: number, tokens: number): void {
+    if (seq < this.first || seq >= this.next) return;
+    const i = seq & this.mask;
+    this.tokenSum += tokens - this.tokens[i]!;
+    this.tokens[i] = tokens;
   }
 
   /** Time until `tokens` more fit under `limit`. */
   tokensFreeInMs(tokens: number, limit: number, now: number): number {
     let sum = this.tokenSum;
-    for (let i = this.head; i < this.entries.length; i++) {
-      if (sum + tokens <= limit) return this.entries[i]!.t + WINDOW_MS - now;
-      sum -= this.entries[i]!.tokens;
+    for (let n = this.first; n < this.next; n++) {
+      if (sum + tokens <= limit) return this.times[n & this.mask]! + WINDOW_MS - now;
+      sum -= this.tokens[n & this.mask]!;
     }
     return WINDOW_MS;
   }
 
-  isLive(e: Entry, now: number): boolean {
-    return e.t > now - WINDOW_MS;
+  private grow(): void {
+    const size = (this.mask + 1) * 2;
+    const times = new Float64Array(size);
+    const tokens = new Float64Array(size);
+    for (let n = this.first; n < this.next; n++) {
+      times[n & (size - 1)] = this.times[n & this.mask]!;
+      tokens[n & (size - 1)] = this.tokens[n & this.mask]!;
+    }
+    this.times = times;
+    this.tokens = tokens;
+    this.mask = size - 1;
   }
 }
 
@@ -56,8 +82,8 @@ interface SubjectState {
   requests: Log;
   tokens: Log;
   inFlight: number;
-  /** Entries of requests still in flight, to correct their tokens at release. */
-  open: Map<string, Entry>;
+  /** The token log's sequence numbers of requests still in flight, to correct their tokens at release. */
+  open: Map<string, number>;
 }
 
 interface SpendState {
@@ -106,12 +132,8 @@ export class MemoryLimiter implements Limiter {
     for (const subject of req.subjects) {
       const s = this.state(subject.id);
       const { rpm, tpm, concurrency } = subject.limits;
-      if (rpm !== undefined) s.requests.add({ t: now, tokens: 0 });
-      if (tpm !== undefined) {
-        const e = { t: now, tokens: req.tokens };
-        s.tokens.add(e);
-        s.open.set(req.requestId, e);
-      }
+      if (rpm !== undefined) s.requests.add(now, 0);
+      if (tpm !== undefined) s.open.set(req.requestId, s.tokens.add(now, req.tokens));
       if (concurrency !== undefined) s.inFlight++;
     }
     return { ok: true, ticket: { requestId: req.requestId, subjects: req.subjects, tokens: req.tokens }, state: this.report(req.subjects[0]!, now) };
@@ -133,17 +155,14 @@ export class MemoryLimiter implements Limiter {
     return out;
   }
 
-  async release(ticket: Ticket, actualTokens: number, now: number): Promise<void> {
+  async release(ticket: Ticket, actualTokens: number, _now: number): Promise<void> {
     for (const subject of ticket.subjects) {
       const s = this.state(subject.id);
       if (subject.limits.concurrency !== undefined && s.inFlight > 0) s.inFlight--;
-      const e = s.open.get(ticket.requestId);
-      if (e !== undefined) {
+      const seq = s.open.get(ticket.requestId);
+      if (seq !== undefined) {
         s.open.delete(ticket.requestId);
-        if (s.tokens.isLive(e, now)) {
-          s.tokens.tokenSum += actualTokens - e.tokens;
-          e.tokens = actualTokens;
-        }
+        s.tokens.correct(seq, actualTokens);
       }
     }
   }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
-import type { Limiter, Subject } from '../../src/limits/types.js';
+import type { Limiter, Subject, Ticket } from '../../src/limits/types.js';
 import type { Limits } from '../../src/store/types.js';
 
 /**
@@ -53,6 +53,42 @@ export function limiterContract(name: string, make: () => Promise<Limiter>): voi
       const over = await l.admit({ subjects: [s], requestId: randomUUID(), tokens: 1, now: T + 12 });
       assert.ok(!over.ok && over.limit === 'tpm');
       assert.equal((await l.admit({ subjects: [s], requestId: randomUUID(), tokens: 30, now: T + 60_001 })).ok, true);
+      await l.close();
+    });
+
+    test('a window that moves over hundreds of admissions: counts, token sums with corrections, and reset times stay exact', async () => {
+      const l = await make();
+      const s = subject({ rpm: 100, tpm: 100_000 });
+      const STEP = 700;
+      const tokens = new Map<number, number>();
+      const late = new Map<number, Ticket>();
+      for (let i = 0; i < 300; i++) {
+        const now = T + i * STEP;
+        const r = await l.admit({ subjects: [s], requestId: randomUUID(), tokens: i + 1, now });
+        assert.ok(r.ok, `admission ${i}`);
+        tokens.set(i, i + 1);
+        // Live: admitted less than 60 s ago.
+        const oldest = Math.max(0, i - Math.ceil(60_000 / STEP) + 1);
+        let sum = 0;
+        for (let j = oldest; j <= i; j++) sum += tokens.get(j)!;
+        const resetMs = T + oldest * STEP + 60_000 - now;
+        assert.deepEqual(r.state.requests, { limit: 100, remaining: 100 - (i - oldest + 1), resetMs }, `requests after ${i}`);
+        assert.deepEqual(r.state.tokens, { limit: 100_000, remaining: 100_000 - sum, resetMs }, `tokens after ${i}`);
+        // Most requests end soon after, having used twice their estimate. Every fifth ends only
+        // after it left the window, before the next admission: its correction changes nothing.
+        if (i % 5 === 0) late.set(i, r.ticket);
+        else {
+          await l.release(r.ticket, 2 * (i + 1), now + STEP / 2);
+          tokens.set(i, 2 * (i + 1));
+        }
+        // The oldest has left the window 100 ms before the next admission (none has pruned it yet).
+        const leaving = late.get(oldest);
+        if (leaving !== undefined && T + oldest * STEP + 60_000 < now + STEP - 100) {
+          late.delete(oldest);
+          await l.release(leaving, 1_000_000, now + STEP - 100);
+        }
+      }
+      assert.ok(late.size < 20, 'the late releases were made');
       await l.close();
     });
 
