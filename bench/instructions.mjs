@@ -8,7 +8,7 @@
 //             ":log=warn" (no request lines) or ":metrics=off"; default: this checkout
 //   npm run bench:observability    (= --observability) this checkout with observability on
 //             (defaults: metrics and request lines) and off (metrics.enabled false, log_level
-//             warn), alternated ROUNDS times (2); prints each pair and the median cost of it
+//             warn), alternated ROUNDS times (3); prints each pair and the median cost of it
 //   env: WARM (requests before counting, 3000), N (requests counted, 2000), CONC (in flight, 1),
 //        STREAM=1 (streamed requests instead of whole answers)
 //
@@ -27,7 +27,7 @@ const WARM = Number(process.env.WARM ?? 3000), N = Number(process.env.N ?? 2000)
 const STREAM = process.env.STREAM === '1';
 const ADMIN = 'sk-admin-instr-0123456789abcdefghijkl';
 const OBSERVABILITY = process.argv[2] === '--observability';
-const ROUNDS = Number(process.env.ROUNDS ?? 2);
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const HOME = resolve(HERE, '..');
 const ON = HOME, OFF = `${HOME}:log=warn:metrics=off`;
 const variants = OBSERVABILITY ? Array.from({ length: ROUNDS }, () => [ON, OFF]).flat() : process.argv.slice(2).length > 0 ? process.argv.slice(2) : [HOME];
@@ -136,7 +136,11 @@ for (const v of variants) {
 }
 if (OBSERVABILITY) {
   const pct = (a, b) => (100 * (a - b)) / b;
-  const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+  const med = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const m = s.length >> 1;
+    return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
+  };
   const steady = [], all = [], mutator = [];
   for (let i = 0; i + 1 < results.length; i += 2) {
     const [on, off] = [results[i], results[i + 1]];

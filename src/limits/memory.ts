@@ -21,6 +21,8 @@ class Log {
       this.tokenSum -= this.tokens[this.first & this.mask]!;
       this.first++;
     }
+    // A burst's ring is given back once the window has emptied of it.
+    if (this.mask >= 1023 && this.count * 8 <= this.mask) this.resize((this.mask + 1) / 2);
   }
 
   get count(): number {
@@ -34,7 +36,7 @@ class Log {
 
   /** Adds an admission; its sequence number lets `correct` find it. */
   add(t: number, tokens: number): number {
-    if (this.count > this.mask) this.grow();
+    if (this.count > this.mask) this.resize((this.mask + 1) * 2);
     const i = this.next & this.mask;
     this.times[i] = t;
     this.tokens[i] = tokens;
@@ -64,8 +66,8 @@ class Log {
     return WINDOW_MS;
   }
 
-  private grow(): void {
-    const size = (this.mask + 1) * 2;
+  /** To `size` entries (a power of two, at least the count). */
+  private resize(size: number): void {
     const times = new Float64Array(size);
     const tokens = new Float64Array(size);
     for (let n = this.first; n < this.next; n++) {

@@ -92,6 +92,28 @@ export function limiterContract(name: string, make: () => Promise<Limiter>): voi
       await l.close();
     });
 
+    test('a burst of thousands, then the window empties of it: what follows is counted exactly', async () => {
+      const l = await make();
+      const s = subject({ rpm: 5000, tpm: 1_000_000 });
+      for (let i = 0; i < 3000; i++) assert.ok((await l.admit({ subjects: [s], requestId: randomUUID(), tokens: 1, now: T + i })).ok);
+      const full = await l.admit({ subjects: [s], requestId: randomUUID(), tokens: 10, now: T + 3000 });
+      assert.ok(full.ok);
+      assert.deepEqual(full.state.requests, { limit: 5000, remaining: 1999, resetMs: 57_000 });
+      const tickets: Ticket[] = [];
+      for (let i = 0; i < 5; i++) {
+        const r = await l.admit({ subjects: [s], requestId: randomUUID(), tokens: 100, now: T + 70_000 + i * 1000 });
+        assert.ok(r.ok);
+        tickets.push(r.ticket);
+        assert.deepEqual(r.state.requests, { limit: 5000, remaining: 5000 - (i + 1), resetMs: 60_000 - i * 1000 });
+        assert.equal(r.state.tokens?.remaining, 1_000_000 - 100 * (i + 1));
+      }
+      await l.release(tickets[0]!, 40, T + 75_000);
+      const last = await l.admit({ subjects: [s], requestId: randomUUID(), tokens: 1, now: T + 75_001 });
+      assert.ok(last.ok);
+      assert.equal(last.state.tokens?.remaining, 1_000_000 - (40 + 4 * 100 + 1));
+      await l.close();
+    });
+
     test('concurrency: a slot frees when its request is released', async () => {
       const l = await make();
       const s = subject({ concurrency: 2 });
