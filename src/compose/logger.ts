@@ -1,5 +1,6 @@
 import { writeSync } from 'node:fs';
 import { pino, type DestinationStream, type Logger } from 'pino';
+import type { LineLog } from '../gateway/log-sink.js';
 
 // The process's one logger. Secrets are kept out structurally: no log call passes a request, its
 // headers or a provider's config, and the serializers below reduce a request, a response or an
@@ -93,11 +94,6 @@ export class StdoutLines implements DestinationStream {
 /** The process's standard output: one buffer for every logger (a test process starts many gateways). */
 let stdoutLines: StdoutLines | null = null;
 
-/** The part of a logger the request lines need (gateway/log-sink.ts): pino's, or a test's. */
-export interface InfoLines {
-  info(obj: object, msg: string): void;
-}
-
 /**
  * Lines at info of flat objects of plain values (the request lines), written to the logger's
  * destination as pino writes them (level, time, pid and hostname, the fields, msg) but built by
@@ -107,7 +103,7 @@ export interface InfoLines {
  * `pino.symbols`, pino's documented access for integrations, so the lines share its time format,
  * its bindings and its destination (and a test's destination sees them).
  */
-export function infoLines(log: Logger): InfoLines {
+export function infoLines(log: Logger): LineLog {
   const { streamSym, timeSym, chindingsSym } = pino.symbols;
   const holder = log as unknown as Record<symbol, unknown>;
   const stream = holder[streamSym] as DestinationStream;
